@@ -1,0 +1,174 @@
+"""The Job aggregate: a transfer or compute job in a queue, and the tally of its tasks."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from eventsourcing.domain import event
+
+from domain.base import LedgerAggregate
+from domain.errors import ConflictError, InvalidTransitionError, NotFoundError
+from domain.task import IN_FLIGHT, TaskStatus
+
+
+class JobStatus(StrEnum):
+    INIT = "INIT"
+    PENDING = "PENDING"  # waiting for a destination
+    WAITING = "WAITING"  # ready, waiting for resources
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    FAILED = "FAILED"
+    ABORTED = "ABORTED"
+    DONE = "DONE"
+
+
+J = JobStatus
+ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
+    J.INIT: frozenset({J.PENDING, J.WAITING, J.PAUSED, J.ABORTED, J.DONE}),
+    J.PENDING: frozenset({J.WAITING, J.PAUSED, J.ABORTED, J.DONE}),
+    J.WAITING: frozenset({J.PENDING, J.RUNNING, J.PAUSED, J.ABORTED, J.DONE}),
+    J.RUNNING: frozenset({J.WAITING, J.PAUSED, J.FAILED, J.ABORTED, J.DONE}),
+    J.PAUSED: frozenset({J.PENDING, J.WAITING, J.ABORTED, J.DONE}),
+    J.FAILED: frozenset({J.PENDING, J.WAITING, J.ABORTED}),  # retry, resend, give up
+    J.ABORTED: frozenset({J.PENDING, J.WAITING}),  # resume, resend
+    J.DONE: frozenset({J.PENDING, J.WAITING}),  # run again, resend
+}
+USER_SETTABLE = frozenset({J.PENDING, J.WAITING, J.PAUSED, J.ABORTED, J.DONE})
+CREATABLE = frozenset({J.INIT, J.PENDING, J.WAITING, J.PAUSED})
+FINISHED = frozenset({J.DONE, J.FAILED, J.ABORTED})
+DEFAULT_MAX_ATTEMPTS = 3
+
+UPDATABLE = ("priority", "metadata", "destination", "max_attempts")
+
+
+class Job(LedgerAggregate):
+    """A job in a queue. It keeps a tally of its tasks so that its own status can follow them."""
+
+    @event("Created")
+    def __init__(
+        self,
+        code: str,
+        queue_id: str,
+        status: str,
+        priority: int | None,
+        source: str | None,
+        destination: str | None,
+        metadata: dict[str, Any],
+        max_attempts: int | None,
+    ) -> None:
+        self.code = code
+        self.queue_id = queue_id
+        self.status = JobStatus(status)
+        self.priority = priority
+        self.source = source
+        self.destination = destination
+        self.metadata = metadata
+        self.max_attempts = max_attempts
+        # task id -> {"uri", "key", "size", "status"}, in creation order.
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.finished: Any = None
+        self.deleted = False
+
+    class StatusChanged(LedgerAggregate.Event):
+        previous: str
+        status: str
+
+        def apply(self, job: Job) -> None:
+            job.status = JobStatus(self.status)
+            job.finished = self.timestamp if job.status in FINISHED else None
+
+    # -- reading -------------------------------------------------------------
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def size(self) -> int:
+        """Bytes of the tasks that will run; -1 while any of them is unknown."""
+        sizes = [t["size"] for t in self.tasks.values() if t["status"] != TaskStatus.EXCLUDED]
+        if not sizes or any(s < 0 for s in sizes):
+            return -1
+        return sum(sizes)
+
+    def task_with_key(self, key: str) -> str | None:
+        for task_id, tally in self.tasks.items():
+            if tally["key"] == key:
+                return task_id
+        return None
+
+    def settled_status(self) -> JobStatus | None:
+        """The status the tasks call for, if it differs from the current one."""
+        counted = [TaskStatus(t["status"]) for t in self.tasks.values()]
+        active = [s for s in counted if s != TaskStatus.EXCLUDED]
+        if not active:
+            return None
+        if self.status not in FINISHED:
+            if all(s == TaskStatus.DONE for s in active):
+                return J.DONE
+            if (
+                self.status == J.RUNNING
+                and TaskStatus.FAILED in active
+                and not any(s in IN_FLIGHT for s in active)
+            ):
+                return J.FAILED
+        elif self.status in (J.DONE, J.FAILED):
+            if any(s in (TaskStatus.QUEUED, TaskStatus.PENDING) for s in active):
+                return J.WAITING
+        return None
+
+    # -- rules ---------------------------------------------------------------
+
+    def check_exists(self) -> None:
+        if self.deleted:
+            raise NotFoundError("Job", self.id)
+
+    def check_accepts_tasks(self) -> None:
+        if self.status == J.ABORTED:
+            raise ConflictError(
+                f"job {self.code!r} is aborted; set its status to WAITING before adding tasks"
+            )
+
+    def check_transition(self, status: JobStatus, *, by_user: bool) -> None:
+        allowed = ALLOWED[self.status]
+        if by_user:
+            allowed = allowed & USER_SETTABLE
+        if status not in allowed:
+            raise InvalidTransitionError(f"job {self.code!r}", self.status, status, allowed)
+
+    # -- verbs ---------------------------------------------------------------
+
+    def change_status(self, status: JobStatus, *, by_user: bool = True) -> bool:
+        """Move to `status` if the transition table allows it; False when already there."""
+        if status == self.status:
+            return False
+        self.check_transition(status, by_user=by_user)
+        self.trigger_event(self.StatusChanged, previous=str(self.status), status=str(status))
+        return True
+
+    @event("Updated")
+    def update(self, changes: dict[str, Any]) -> None:
+        for name, value in changes.items():
+            setattr(self, name, value)
+
+    @event("Moved")
+    def move(self, from_queue_id: str, to_queue_id: str) -> None:
+        self.queue_id = to_queue_id
+
+    @event("Deleted")
+    def delete(self) -> None:
+        self.deleted = True
+
+    @event("TasksAdded")
+    def add_tasks(self, tasks: list[dict[str, Any]]) -> None:
+        for tally in tasks:
+            self.tasks[tally["id"]] = {k: v for k, v in tally.items() if k != "id"}
+
+    @event("TaskStatusChanged")
+    def note_task_status(self, task_id: str, status: str) -> None:
+        self.tasks[task_id]["status"] = status
+
+    @event("TaskSizeChanged")
+    def note_task_size(self, task_id: str, size: int) -> None:
+        self.tasks[task_id]["size"] = size

@@ -1,0 +1,585 @@
+"""The application service: every command users and workers can give, each one atomic."""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, Recording
+from eventsourcing.persistence import IntegrityError
+
+from domain.base import acting_as
+from domain.errors import ConflictError, NotFoundError, ValidationError
+from domain.inputs import TaskSpec, job_code, task_specs
+from domain.job import CREATABLE, DEFAULT_MAX_ATTEMPTS, Job, JobStatus
+from domain.job import UPDATABLE as JOB_UPDATABLE
+from domain.queue import REGISTRY_ID, ExecutionMode, Queue, QueueRegistry, QueueState, QueueStatus
+from domain.rules import (
+    UNSET,
+    check_code,
+    check_enum,
+    check_json_object,
+    check_positive,
+    check_priority,
+    check_tags,
+    check_text,
+)
+from domain.storage import StoreConfig, database_url_from_env, parse_database_url
+from domain.task import USER_SETTABLE as TASK_SETTABLE
+from domain.task import Task, TaskStatus, identity_key, needs_destination
+from domain.unit_of_work import UnitOfWork
+
+P = ParamSpec("P")
+R = TypeVar("R")
+MAX_COMMAND_ATTEMPTS = 12
+DEFAULT_QUEUE_CODE = "default"
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a command wrote: the ids it answers with, and the store position of its last event."""
+
+    ids: list[str] = field(default_factory=list)
+    position: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.ids[0]
+
+
+def command(fn: Callable[..., list[str]]) -> Callable[..., Written]:
+    """Run `fn` as one atomic command, recording `actor`; retry it from fresh state on a
+    version conflict, and report CONFLICT if other writers keep winning."""
+
+    @functools.wraps(fn)
+    def run(self: Ledger, *args: Any, actor: str | None = None, **kwargs: Any) -> Written:
+        with acting_as(actor):
+            for attempt in range(MAX_COMMAND_ATTEMPTS):
+                uow = UnitOfWork(self.repository)
+                ids = fn(self, uow, *args, **kwargs)
+                changed = uow.changed()
+                if not changed:
+                    return Written(ids=ids, position=self.position())
+                try:
+                    recordings = self.save(*changed)
+                except IntegrityError:
+                    time.sleep(random.uniform(0, 0.002 * 2**min(attempt, 6)))
+                    continue
+                return Written(ids=ids, position=max(r.notification.id for r in recordings))
+        raise ConflictError(
+            f"{fn.__name__.replace('_', ' ')} kept colliding with other writers "
+            f"({MAX_COMMAND_ATTEMPTS} attempts); try again"
+        )
+
+    return run
+
+
+class Ledger(Application[Any]):
+    """Queues, jobs and tasks, event-sourced. Commands validate everything before they
+    write, save every aggregate they touched in one transaction, and write nothing
+    when they fail."""
+
+    name = "jobledger"
+    snapshotting_intervals = {Queue: 200, Job: 200, QueueRegistry: 200}  # noqa: RUF012
+    env = {"AGGREGATE_CACHE_MAXSIZE": "10000"}  # noqa: RUF012
+
+    def __init__(self, database_url: str | None = None, env: dict[str, str] | None = None) -> None:
+        self.store: StoreConfig = parse_database_url(database_url or database_url_from_env())
+        super().__init__(env={**self.store.env, **(env or {})})
+        self.ensure_default_queue(actor="jobledger")
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[Any]]:
+        """Save like eventsourcing does, but record the events of all aggregates in the
+        order they happened, so the log reads as a story (job created, then its tasks)."""
+        processing_event: ProcessingEvent[Any] = ProcessingEvent()
+        processing_event.collect_events(*objs, **kwargs)
+        _into_causal_order(processing_event.events)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        return recordings
+
+    def position(self) -> int:
+        """The position of the newest event in the store (0 when empty)."""
+        return self.recorder.max_notification_id() or 0
+
+    # -- loading ---------------------------------------------------------------
+
+    def registry(self) -> QueueRegistry | None:
+        try:
+            registry = self.repository.get(REGISTRY_ID)
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(registry, QueueRegistry)
+        return registry
+
+    def _queue(self, uow: UnitOfWork, ref: object) -> Queue:
+        """A queue by id or code; the default queue when `ref` is None."""
+        registry = uow.get(QueueRegistry, REGISTRY_ID)
+        if ref is None:
+            return uow.get(Queue, registry.default_queue_id)
+        if not isinstance(ref, str) or not ref:
+            raise ValidationError("queue", "must be a queue code or id")
+        queue_id = registry.queue_id_for(ref)
+        if queue_id is not None:
+            return uow.get(Queue, queue_id)
+        try:
+            return uow.get(Queue, ref)
+        except NotFoundError:
+            raise NotFoundError("Queue", ref) from None
+
+    # -- queues ----------------------------------------------------------------
+
+    @command
+    def ensure_default_queue(self, uow: UnitOfWork) -> list[str]:
+        """Create the registry and the `default` queue on the first start; else nothing."""
+        registry = uow.find(QueueRegistry, REGISTRY_ID)
+        if registry is not None and registry.default_queue_id:
+            return [registry.default_queue_id]
+        registry = registry or uow.add(QueueRegistry())
+        queue = uow.add(_new_queue(DEFAULT_QUEUE_CODE, default=True, description="The default queue"))
+        registry.reserve(DEFAULT_QUEUE_CODE, str(queue.id))
+        registry.change_default(str(queue.id))
+        return [str(queue.id)]
+
+    @command
+    def create_queue(
+        self,
+        uow: UnitOfWork,
+        code: str,
+        *,
+        priority: int = 500,
+        status: str = "WAITING",
+        default: bool = False,
+        description: str = "",
+        metadata: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        max_concurrency: int | None = None,
+        idle_timeout_s: int | None = None,
+        execution_mode: str = "PRIORITY",
+        parent: str | None = None,
+        max_attempts: int | None = None,
+    ) -> list[str]:
+        registry = uow.get(QueueRegistry, REGISTRY_ID)
+        check_code("code", code)
+        registry.check_code_free(code)
+        parent_queue = self._queue(uow, parent) if parent is not None else None
+        queue = uow.add(
+            _new_queue(
+                code,
+                uri=f"{parent_queue.uri}/{code}" if parent_queue else code,
+                priority=check_priority("priority", priority),
+                status=check_enum("status", QueueStatus, status),
+                description=check_text("description", description, optional=False),
+                metadata=check_json_object("metadata", metadata),
+                tags=check_tags("tags", tags),
+                max_concurrency=check_positive("maxConcurrency", max_concurrency),
+                idle_timeout_s=check_positive("idleTimeoutS", idle_timeout_s, allow_zero=True),
+                execution_mode=check_enum("executionMode", ExecutionMode, execution_mode),
+                max_attempts=check_positive("maxAttempts", max_attempts),
+                parent_id=str(parent_queue.id) if parent_queue else None,
+            )
+        )
+        registry.reserve(code, str(queue.id))
+        if parent_queue is not None:
+            parent_queue.add_child(str(queue.id))
+        if _check_bool("default", default):
+            self._make_default(uow, registry, queue)
+        return [str(queue.id)]
+
+    @command
+    def update_queue(self, uow: UnitOfWork, queue_id: str, **changes: Any) -> list[str]:
+        """Change any of priority, status, default, description, metadata, max_concurrency,
+        idle_timeout_s, execution_mode, max_attempts. Only the fields given change."""
+        queue = uow.get(Queue, queue_id)
+        unknown = set(changes) - {"default", *Queue_UPDATE_CHECKS}
+        if unknown:
+            raise ValidationError(", ".join(sorted(unknown)), "is not a queue field that can be changed")
+        checked = {
+            name: Queue_UPDATE_CHECKS[name](value)
+            for name, value in changes.items()
+            if name != "default" and value is not UNSET
+        }
+        different = {k: v for k, v in checked.items() if getattr(queue, k) != v}
+        if different:
+            queue.update(different)
+        wanted_default = changes.get("default", UNSET)
+        if wanted_default is not UNSET and wanted_default is not None:
+            if _check_bool("default", wanted_default) and not queue.default:
+                self._make_default(uow, uow.get(QueueRegistry, REGISTRY_ID), queue)
+            elif not wanted_default and queue.default:
+                raise ValidationError(
+                    "default",
+                    "there is always exactly one default queue; make another queue the default instead",
+                )
+        return [str(queue.id)]
+
+    def _make_default(self, uow: UnitOfWork, registry: QueueRegistry, queue: Queue) -> None:
+        if queue.state == QueueState.SEALED:
+            raise ConflictError(f"queue {queue.code!r} is sealed and cannot become the default queue")
+        if registry.default_queue_id:
+            uow.get(Queue, registry.default_queue_id).unset_default()
+        registry.change_default(str(queue.id))
+        queue.set_default()
+
+    @command
+    def seal_queue(self, uow: UnitOfWork, queue_id: str) -> list[str]:
+        """Archive: the queue takes no new jobs; the jobs it has go on."""
+        queue = uow.get(Queue, queue_id)
+        if queue.default:
+            raise ConflictError(
+                f"queue {queue.code!r} is the default queue and cannot be sealed; "
+                "make another queue the default first"
+            )
+        if queue.state != QueueState.SEALED:
+            queue.seal()
+        return [str(queue.id)]
+
+    @command
+    def terminate_queue(self, uow: UnitOfWork, queue_id: str) -> list[str]:
+        """Abort every unfinished job of the queue."""
+        queue = uow.get(Queue, queue_id)
+        aborted = list(queue.open_jobs)
+        for job_id in aborted:
+            uow.get(Job, job_id).change_status(JobStatus.ABORTED, by_user=False)
+        queue.terminate(aborted)
+        return [str(queue.id)]
+
+    @command
+    def delete_queue(self, uow: UnitOfWork, queue_id: str) -> list[str]:
+        """Delete the queue; its unfinished jobs move to the default queue."""
+        queue = uow.get(Queue, queue_id)
+        queue.check_deletable()
+        registry = uow.get(QueueRegistry, REGISTRY_ID)
+        default = uow.get(Queue, registry.default_queue_id)
+        moved = list(queue.open_jobs)
+        for job_id in moved:
+            uow.get(Job, job_id).move(str(queue.id), str(default.id))
+            default.add_job(job_id, f"moved from deleted queue {queue.code}")
+        queue.delete(moved, str(default.id))
+        registry.release(queue.code)
+        if queue.parent_id:
+            uow.get(Queue, queue.parent_id).remove_child(str(queue.id))
+        return [str(queue.id)]
+
+    @command
+    def add_queue_tags(self, uow: UnitOfWork, queue_id: str, tags: dict[str, str]) -> list[str]:
+        queue = uow.get(Queue, queue_id)
+        checked = check_tags("tags", tags)
+        if any(queue.tags.get(k) != v for k, v in checked.items()):
+            queue.add_tags(checked)
+        return [str(queue.id)]
+
+    @command
+    def remove_queue_tags(self, uow: UnitOfWork, queue_id: str, keys: list[str]) -> list[str]:
+        queue = uow.get(Queue, queue_id)
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise ValidationError("keys", "must be a list of tag keys")
+        present = [k for k in keys if k in queue.tags]
+        if present:
+            queue.remove_tags(present)
+        return [str(queue.id)]
+
+    # -- jobs ------------------------------------------------------------------
+
+    @command
+    def create_job(
+        self,
+        uow: UnitOfWork,
+        *,
+        queue: str | None = None,
+        code: str | None = None,
+        source: str | None = None,
+        destination: str | None = None,
+        status: str | None = None,
+        priority: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        tasks: list[Any] | None = None,
+        max_attempts: int | None = None,
+    ) -> list[str]:
+        specs = task_specs("tasks", tasks)
+        initial = check_enum("status", JobStatus, status or "INIT")
+        if initial not in CREATABLE:
+            raise ValidationError("status", f"a new job may start as {', '.join(sorted(CREATABLE))}")
+        target = self._queue(uow, queue)
+        target.check_accepts_jobs()
+        job = uow.add(
+            Job(
+                code=job_code(code, check_text("source", source), specs),
+                queue_id=str(target.id),
+                status=initial,
+                priority=check_priority("priority", priority, optional=True),
+                source=source,
+                destination=check_text("destination", destination),
+                metadata=check_json_object("metadata", metadata),
+                max_attempts=check_positive("maxAttempts", max_attempts),
+            )
+        )
+        target.add_job(str(job.id), "created")
+        self._add_tasks(uow, job, specs, allow_duplicates=True)
+        self._settle(uow, job)
+        return [str(job.id)]
+
+    @command
+    def update_job(
+        self,
+        uow: UnitOfWork,
+        job_id: str,
+        *,
+        status: Any = UNSET,
+        priority: Any = UNSET,
+        metadata: Any = UNSET,
+        queue: Any = UNSET,
+        destination: Any = UNSET,
+        max_attempts: Any = UNSET,
+    ) -> list[str]:
+        """Change status (PENDING, WAITING, PAUSED, ABORTED, DONE), priority (None: the
+        queue's), metadata, destination or max_attempts, or move the job to `queue`."""
+        job = uow.get(Job, job_id)
+        wanted = check_enum("status", JobStatus, status) if status is not UNSET else None
+        if wanted is not None and wanted != job.status:
+            job.check_transition(wanted, by_user=True)
+        changes = {
+            name: value
+            for name, value in {
+                "priority": priority if priority is UNSET else check_priority("priority", priority, optional=True),
+                "metadata": metadata if metadata is UNSET else check_json_object("metadata", metadata),
+                "destination": destination if destination is UNSET else check_text("destination", destination),
+                "max_attempts": max_attempts if max_attempts is UNSET else check_positive("maxAttempts", max_attempts),
+            }.items()
+            if value is not UNSET and getattr(job, name) != value
+        }
+        if queue is not UNSET and queue is not None:
+            self._move(uow, job, self._queue(uow, queue))
+        if changes:
+            assert set(changes) <= set(JOB_UPDATABLE)
+            job.update(changes)
+        if changes.get("destination"):
+            self._release_pending_tasks(uow, job)
+        if wanted is not None:
+            self._set_status(uow, job, wanted, by_user=True)
+        else:  # a status the user chose stands; otherwise the tasks decide
+            self._settle(uow, job)
+        return [str(job.id)]
+
+    @command
+    def delete_job(self, uow: UnitOfWork, job_id: str) -> list[str]:
+        """Delete the job. Its tasks stay in the history, as every event does."""
+        job = uow.get(Job, job_id)
+        if not job.is_finished:
+            uow.get(Queue, job.queue_id).remove_job(str(job.id), "deleted")
+        job.delete()
+        return [str(job.id)]
+
+    def _move(self, uow: UnitOfWork, job: Job, target: Queue) -> None:
+        if str(target.id) == job.queue_id:
+            return
+        target.check_accepts_jobs()
+        source = uow.get(Queue, job.queue_id, allow_deleted=True)
+        if not job.is_finished:
+            if not source.deleted:
+                source.remove_job(str(job.id), f"moved to {target.code}")
+            target.add_job(str(job.id), f"moved from {source.code}")
+        job.move(str(source.id), str(target.id))
+
+    def _set_status(self, uow: UnitOfWork, job: Job, status: JobStatus, *, by_user: bool) -> None:
+        """Change the job's status and keep its queue's list of unfinished jobs exact."""
+        was_finished, previous = job.is_finished, job.status
+        if not job.change_status(status, by_user=by_user):
+            return
+        if was_finished == job.is_finished:
+            return
+        queue = uow.get(Queue, job.queue_id, allow_deleted=True)
+        if job.is_finished:
+            queue.remove_job(str(job.id), str(status).lower())
+            return
+        if queue.deleted:  # reopened after its queue went away: it lands in the default queue
+            queue = self._queue(uow, None)
+            job.move(job.queue_id, str(queue.id))
+        queue.add_job(str(job.id), "reopened")
+        if not by_user:
+            return
+        # A user reopening a job retries what failed; reopening a DONE job runs it again.
+        rerun = {TaskStatus.FAILED, TaskStatus.DONE} if previous == JobStatus.DONE else {TaskStatus.FAILED}
+        for task_id, tally in job.tasks.items():
+            if tally["status"] in rerun:
+                self._set_task_status(uow, job, uow.get(Task, task_id), TaskStatus.QUEUED, by_user=False)
+
+    def _settle(self, uow: UnitOfWork, job: Job) -> None:
+        """Let the job's status follow its tasks: ready, done, failed or reopened."""
+        if job.status == JobStatus.INIT and job.tasks:
+            statuses = {t["status"] for t in job.tasks.values()}
+            ready = JobStatus.PENDING if statuses == {TaskStatus.PENDING} else JobStatus.WAITING
+            self._set_status(uow, job, ready, by_user=False)
+        target = job.settled_status()
+        if target is not None:
+            self._set_status(uow, job, target, by_user=False)
+
+    # -- tasks -----------------------------------------------------------------
+
+    @command
+    def add_tasks(
+        self, uow: UnitOfWork, job_id: str, tasks: list[Any], allow_duplicates: bool = True
+    ) -> list[str]:
+        """Add tasks; one equal to an existing task (same source and destination) retries
+        that task instead, or is refused with CONFLICT when duplicates are not allowed."""
+        job = uow.get(Job, job_id)
+        specs = task_specs("tasks", tasks)
+        if not specs:
+            raise ValidationError("tasks", "give at least one task")
+        job.check_accepts_tasks()
+        ids = self._add_tasks(uow, job, specs, allow_duplicates=_check_bool("allowDuplicates", allow_duplicates))
+        self._settle(uow, job)
+        return ids
+
+    def _add_tasks(self, uow: UnitOfWork, job: Job, specs: list[TaskSpec], *, allow_duplicates: bool) -> list[str]:
+        ids: list[str] = []
+        new: list[Task] = []
+        for index, spec in enumerate(specs):
+            key = identity_key(spec.source, spec.destination)
+            existing = job.task_with_key(key) or next((str(t.id) for t in new if t.key == key), None)
+            if existing is not None:
+                if not allow_duplicates:
+                    raise ConflictError(
+                        f"tasks[{index}]: a task with this source and destination already exists "
+                        f"({existing}); allow duplicates to retry it instead"
+                    )
+                self._retry_task(uow, job, uow.get(Task, existing))
+                ids.append(existing)
+                continue
+            pending = spec.destination is None and not job.destination and needs_destination(spec.source)
+            task = uow.add(
+                Task(
+                    job_id=str(job.id),
+                    uri=str(len(job.tasks) + len(new)),
+                    source=spec.source,
+                    destination=spec.destination,
+                    size=spec.size,
+                    priority=spec.priority,
+                    metadata=spec.metadata,
+                    status=TaskStatus.PENDING if pending else TaskStatus.QUEUED,
+                )
+            )
+            new.append(task)
+            ids.append(str(task.id))
+        if new:
+            job.add_tasks(
+                [{"id": str(t.id), "uri": t.uri, "key": t.key, "size": t.size, "status": str(t.status)} for t in new]
+            )
+        return ids
+
+    def _retry_task(self, uow: UnitOfWork, job: Job, task: Task) -> None:
+        if task.status in (TaskStatus.QUEUED, TaskStatus.PENDING, TaskStatus.BOOTING, TaskStatus.EXECUTING):
+            return  # it will run anyway
+        pending = task.destination is None and not job.destination and needs_destination(task.source)
+        task.retry(TaskStatus.PENDING if pending else TaskStatus.QUEUED)
+        job.note_task_status(str(task.id), str(task.status))
+
+    def _release_pending_tasks(self, uow: UnitOfWork, job: Job) -> None:
+        """The job got a destination: its tasks that waited for one are queued."""
+        for task_id, tally in job.tasks.items():
+            if tally["status"] == TaskStatus.PENDING:
+                self._set_task_status(uow, job, uow.get(Task, task_id), TaskStatus.QUEUED, by_user=False)
+        if job.status in (JobStatus.PENDING, JobStatus.INIT):
+            self._set_status(uow, job, JobStatus.WAITING, by_user=False)
+
+    def _set_task_status(self, uow: UnitOfWork, job: Job, task: Task, status: TaskStatus, *, by_user: bool) -> None:
+        if task.change_status(status, by_user=by_user):
+            job.note_task_status(str(task.id), str(status))
+
+    @command
+    def update_tasks(self, uow: UnitOfWork, job_id: str, updates: list[dict[str, Any]]) -> list[str]:
+        """Change the status (QUEUED, FAILED, ONHOLD, EXCLUDED, DONE), priority or
+        metadata of tasks of one job. All are checked before any is written."""
+        job = uow.get(Job, job_id)
+        if not isinstance(updates, list) or not updates:
+            raise ValidationError("tasks", "give at least one task update")
+        planned: list[tuple[Task, TaskStatus | None, dict[str, Any]]] = []
+        seen: set[str] = set()
+        for index, update in enumerate(updates):
+            field_ = f"tasks[{index}]"
+            if not isinstance(update, dict) or "id" not in update:
+                raise ValidationError(field_, "must be an object with the task's id")
+            unknown = set(update) - {"id", "status", "priority", "metadata"}
+            if unknown:
+                raise ValidationError(field_, f"only status, priority and metadata can change, not {', '.join(sorted(unknown))}")
+            task = uow.get(Task, update["id"])
+            if task.job_id != str(job.id):
+                raise NotFoundError("Task", f"{update['id']} in job {job.id}")
+            if str(task.id) in seen:
+                raise ValidationError(field_, f"task {task.id} is listed twice")
+            seen.add(str(task.id))
+            status = None
+            if update.get("status") is not None:
+                status = check_enum(f"{field_}.status", TaskStatus, update["status"])
+                if status not in TASK_SETTABLE:
+                    raise ValidationError(f"{field_}.status", f"may be set to {', '.join(sorted(TASK_SETTABLE))} only")
+                if status != task.status:
+                    task.check_transition(status, by_user=True)
+            changes: dict[str, Any] = {}
+            if update.get("priority") is not None:
+                changes["priority"] = check_priority(f"{field_}.priority", update["priority"])
+            if "metadata" in update and update["metadata"] is not None:
+                changes["metadata"] = check_json_object(f"{field_}.metadata", update["metadata"])
+            planned.append((task, status, {k: v for k, v in changes.items() if getattr(task, k) != v}))
+        for task, status, changes in planned:
+            if changes:
+                task.update(changes)
+            if status is not None:
+                self._set_task_status(uow, job, task, status, by_user=True)
+        self._settle(uow, job)
+        return [str(task.id) for task, _, _ in planned]
+
+
+def _into_causal_order(events: list[Any]) -> None:
+    """Sort by timestamp (stable), unless a clock step would put one aggregate's
+    events out of version order; then keep them as collected."""
+    ordered = sorted(events, key=lambda e: e.timestamp)
+    last: dict[Any, int] = {}
+    for event in ordered:
+        if last.get(event.originator_id, 0) >= event.originator_version:
+            return
+        last[event.originator_id] = event.originator_version
+    events[:] = ordered
+
+
+def _check_bool(field_name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(field_name, "must be true or false")
+    return value
+
+
+def _new_queue(code: str, *, default: bool = False, **fields: Any) -> Queue:
+    values: dict[str, Any] = {
+        "uri": code,
+        "priority": 500,
+        "status": QueueStatus.WAITING,
+        "description": "",
+        "metadata": {},
+        "tags": {},
+        "max_concurrency": None,
+        "idle_timeout_s": None,
+        "execution_mode": ExecutionMode.PRIORITY,
+        "max_attempts": None,
+        "parent_id": None,
+    }
+    values.update(fields)
+    return Queue(code=code, default=default, **values)
+
+
+Queue_UPDATE_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "priority": lambda v: check_priority("priority", v),
+    "status": lambda v: check_enum("status", QueueStatus, v),
+    "description": lambda v: check_text("description", v, optional=False),
+    "metadata": lambda v: check_json_object("metadata", v),
+    "max_concurrency": lambda v: check_positive("maxConcurrency", v),
+    "idle_timeout_s": lambda v: check_positive("idleTimeoutS", v, allow_zero=True),
+    "execution_mode": lambda v: check_enum("executionMode", ExecutionMode, v),
+    "max_attempts": lambda v: check_positive("maxAttempts", v),
+}
+
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "Ledger", "Written"]

@@ -1,0 +1,201 @@
+"""The Queue aggregate, and the registry that keeps queue codes and the default queue unique."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import event
+
+from domain.base import LedgerAggregate
+from domain.errors import ConflictError, NotFoundError
+
+
+class QueueStatus(StrEnum):
+    WAITING = "WAITING"
+    DISABLED = "DISABLED"  # every job in it is on hold
+
+
+class QueueState(StrEnum):
+    ACTIVE = "ACTIVE"
+    SEALED = "SEALED"  # archived: accepts no new jobs, runs the ones it has
+
+
+class ExecutionMode(StrEnum):
+    FIFO = "FIFO"
+    LIFO = "LIFO"
+    PRIORITY = "PRIORITY"
+
+
+# Fields `update` may change, with the attribute each one sets.
+UPDATABLE = (
+    "priority",
+    "status",
+    "description",
+    "metadata",
+    "max_concurrency",
+    "idle_timeout_s",
+    "execution_mode",
+    "max_attempts",
+)
+
+
+class Queue(LedgerAggregate):
+    """An ordered list of jobs with a priority that its jobs inherit unless they set their own."""
+
+    @event("Created")
+    def __init__(
+        self,
+        code: str,
+        uri: str,
+        priority: int,
+        status: str,
+        description: str,
+        metadata: dict[str, Any],
+        tags: dict[str, str],
+        max_concurrency: int | None,
+        idle_timeout_s: int | None,
+        execution_mode: str,
+        max_attempts: int | None,
+        parent_id: str | None,
+        default: bool,
+    ) -> None:
+        self.code = code
+        self.uri = uri
+        self.priority = priority
+        self.status = QueueStatus(status)
+        self.state = QueueState.ACTIVE
+        self.description = description
+        self.metadata = metadata
+        self.tags = tags
+        self.max_concurrency = max_concurrency
+        self.idle_timeout_s = idle_timeout_s
+        self.execution_mode = ExecutionMode(execution_mode)
+        self.max_attempts = max_attempts
+        self.parent_id = parent_id
+        self.default = default
+        self.children: list[str] = []
+        # Unfinished jobs, in arrival order: what terminate and delete act on.
+        self.open_jobs: dict[str, bool] = {}
+        self.deleted = False
+
+    # -- rules ---------------------------------------------------------------
+
+    def check_exists(self) -> None:
+        if self.deleted:
+            raise NotFoundError("Queue", self.id)
+
+    def check_accepts_jobs(self) -> None:
+        if self.state == QueueState.SEALED:
+            raise ConflictError(
+                f"queue {self.code!r} is sealed (archived) and accepts no new jobs; "
+                "submit to another queue"
+            )
+
+    def check_deletable(self) -> None:
+        if self.default:
+            raise ConflictError(
+                f"queue {self.code!r} is the default queue and cannot be deleted; "
+                "make another queue the default first"
+            )
+        if self.children:
+            raise ConflictError(
+                f"queue {self.code!r} has {len(self.children)} nested queue(s); delete them first"
+            )
+
+    # -- verbs ---------------------------------------------------------------
+
+    @event("Updated")
+    def update(self, changes: dict[str, Any]) -> None:
+        for name, value in changes.items():
+            if name == "status":
+                value = QueueStatus(value)
+            elif name == "execution_mode":
+                value = ExecutionMode(value)
+            setattr(self, name, value)
+
+    @event("DefaultSet")
+    def set_default(self) -> None:
+        self.default = True
+
+    @event("DefaultUnset")
+    def unset_default(self) -> None:
+        self.default = False
+
+    @event("Sealed")
+    def seal(self) -> None:
+        self.state = QueueState.SEALED
+
+    @event("Terminated")
+    def terminate(self, aborted_job_ids: list[str]) -> None:
+        for job_id in aborted_job_ids:
+            self.open_jobs.pop(job_id, None)
+
+    @event("Deleted")
+    def delete(self, moved_job_ids: list[str], moved_to: str) -> None:
+        self.deleted = True
+        self.open_jobs = {}
+
+    @event("TagsAdded")
+    def add_tags(self, tags: dict[str, str]) -> None:
+        self.tags = {**self.tags, **tags}
+
+    @event("TagsRemoved")
+    def remove_tags(self, keys: list[str]) -> None:
+        self.tags = {k: v for k, v in self.tags.items() if k not in keys}
+
+    @event("JobAdded")
+    def add_job(self, job_id: str, reason: str) -> None:
+        self.open_jobs[job_id] = True
+
+    @event("JobRemoved")
+    def remove_job(self, job_id: str, reason: str) -> None:
+        self.open_jobs.pop(job_id, None)
+
+    @event("ChildAdded")
+    def add_child(self, child_id: str) -> None:
+        self.children = [*self.children, child_id]
+
+    @event("ChildRemoved")
+    def remove_child(self, child_id: str) -> None:
+        self.children = [c for c in self.children if c != child_id]
+
+
+REGISTRY_ID = uuid5(NAMESPACE_URL, "jobledger:queue-registry")
+
+
+class QueueRegistry(LedgerAggregate):
+    """One per store: which queue holds each code, and which queue is the default.
+
+    Every command that claims a code or moves the default writes here, so two
+    concurrent writers collide on its version and exactly one of them wins.
+    """
+
+    @staticmethod
+    def create_id() -> UUID:
+        return REGISTRY_ID
+
+    @event("Created")
+    def __init__(self) -> None:
+        self.codes: dict[str, str] = {}
+        self.default_queue_id: str | None = None
+
+    def queue_id_for(self, code: str) -> str | None:
+        return self.codes.get(code)
+
+    def check_code_free(self, code: str) -> None:
+        if code in self.codes:
+            raise ConflictError(f"a queue with code {code!r} already exists; choose another code")
+
+    @event("CodeReserved")
+    def reserve(self, code: str, queue_id: str) -> None:
+        self.codes = {**self.codes, code: queue_id}
+
+    @event("CodeReleased")
+    def release(self, code: str) -> None:
+        self.codes = {k: v for k, v in self.codes.items() if k != code}
+
+    @event("DefaultChanged")
+    def change_default(self, queue_id: str) -> None:
+        self.default_queue_id = queue_id

@@ -1,0 +1,132 @@
+"""Where the event store lives: the database URL, mapped onto eventsourcing's recorders."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+from uuid import UUID
+
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg.sql import SQL, Identifier
+
+from domain.errors import ValidationError
+
+DEFAULT_DATABASE_URL = "sqlite:///jobledger.db"
+Backend = Literal["sqlite", "postgres"]
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """A parsed `JOBLEDGER_DATABASE_URL`: the backend and eventsourcing's settings for it."""
+
+    url: str
+    backend: Backend
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def events_table(self) -> str:
+        return "stored_events"
+
+    @property
+    def display(self) -> str:
+        """The URL without its password, for logs."""
+        parts = urlsplit(self.url)
+        if parts.password:
+            return self.url.replace(f":{parts.password}@", ":***@")
+        return self.url
+
+
+def database_url_from_env() -> str:
+    return os.environ.get("JOBLEDGER_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def parse_database_url(url: str) -> StoreConfig:
+    """`sqlite:///path/to/file.db` or `postgresql://user:password@host:port/db?schema=s`."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = unquote(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else ""
+        if not path:
+            raise ValidationError(
+                "JOBLEDGER_DATABASE_URL", "an SQLite URL looks like sqlite:///path/to/jobledger.db"
+            )
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path,
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+        return StoreConfig(url=url, backend="sqlite", env=env)
+    if parts.scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        query = parse_qs(parts.query)
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_SCHEMA": query.get("schema", ["public"])[0],
+            "POSTGRES_POOL_SIZE": query.get("pool_size", ["10"])[0],
+            "POSTGRES_MAX_OVERFLOW": "20",
+            "POSTGRES_LOCK_TIMEOUT": "10",
+            "POSTGRES_CONNECT_TIMEOUT": "10",
+            "APPLICATION_RECORDER_TOPIC": f"{__name__}:GapFreePostgresApplicationRecorder",
+        }
+        return StoreConfig(url=url, backend="postgres", env=env)
+    raise ValidationError(
+        "JOBLEDGER_DATABASE_URL",
+        f"unsupported scheme {parts.scheme!r}: use sqlite:///path or postgresql://user@host/db",
+    )
+
+
+class GapFreePostgresApplicationRecorder(PostgresApplicationRecorder):
+    """Numbers events max+1, max+2, ... under the table lock instead of from a sequence.
+
+    A sequence hands out numbers that a failed insert (a version conflict) never
+    uses, leaving gaps; audit tools read the log as gap-free, so under the
+    EXCLUSIVE lock the recorder already takes, it counts on from the maximum.
+    """
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.insert_events_statement = SQL(
+            "INSERT INTO {schema}.{table} AS t "
+            "(originator_id, originator_version, topic, state, notification_id) "
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state, "
+            "  (SELECT COALESCE(MAX(notification_id), 0) FROM {schema}.{table}) + e.n "
+            "FROM unnest(%s::{schema}.{stored_event_type}[]) "
+            "  WITH ORDINALITY AS e(originator_id, originator_version, topic, state, n) "
+            "RETURNING notification_id"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.events_table_name),
+            stored_event_type=Identifier(self.stored_event_type_name),
+        )
+
+
+def select_aggregate_positions(recorder: Any, backend: Backend, aggregate_id: UUID) -> list[Any]:
+    """Rows (position, originator_id, version, topic, state) of one aggregate, oldest first.
+
+    eventsourcing's `select_events` leaves out the global position, which the
+    history needs, so this asks the events table directly.
+    """
+    table = recorder.events_table_name
+    if backend == "sqlite":
+        sql = (
+            f"SELECT rowid AS position, originator_id, originator_version, topic, state "  # noqa: S608
+            f"FROM {table} WHERE originator_id = ? ORDER BY originator_version"
+        )
+        with recorder.datastore.transaction(commit=False) as curs:
+            curs.execute(sql, (aggregate_id.hex,))  # eventsourcing stores SQLite ids as hex
+            return [tuple(row) for row in curs.fetchall()]
+    statement = SQL(
+        "SELECT notification_id AS position, originator_id, originator_version, topic, state "
+        "FROM {schema}.{table} WHERE originator_id = %s ORDER BY originator_version"
+    ).format(schema=Identifier(recorder.datastore.schema), table=Identifier(table))
+    with recorder.datastore.transaction(commit=False) as curs:
+        curs.execute(statement, (aggregate_id,))
+        return [
+            (r["position"], r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+            for r in curs.fetchall()
+        ]

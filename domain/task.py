@@ -1,0 +1,206 @@
+"""The Task aggregate: one file to transfer or one item to compute, within a job."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+
+from eventsourcing.domain import event
+
+from domain.base import LedgerAggregate
+from domain.errors import InvalidTransitionError, ValidationError
+
+
+class TaskStatus(StrEnum):
+    PENDING = "PENDING"  # no destination yet
+    QUEUED = "QUEUED"
+    BOOTING = "BOOTING"
+    EXECUTING = "EXECUTING"
+    FAILED = "FAILED"
+    ONHOLD = "ONHOLD"
+    EXCLUDED = "EXCLUDED"
+    DONE = "DONE"
+
+
+S = TaskStatus
+ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
+    S.PENDING: frozenset({S.QUEUED, S.ONHOLD, S.EXCLUDED}),
+    S.QUEUED: frozenset({S.PENDING, S.BOOTING, S.EXECUTING, S.FAILED, S.ONHOLD, S.EXCLUDED, S.DONE}),
+    S.BOOTING: frozenset({S.EXECUTING, S.QUEUED, S.FAILED, S.ONHOLD, S.EXCLUDED, S.DONE}),
+    S.EXECUTING: frozenset({S.QUEUED, S.FAILED, S.ONHOLD, S.EXCLUDED, S.DONE}),
+    S.FAILED: frozenset({S.QUEUED, S.PENDING, S.ONHOLD, S.EXCLUDED, S.DONE}),
+    S.ONHOLD: frozenset({S.QUEUED, S.PENDING, S.FAILED, S.EXCLUDED, S.DONE}),
+    S.EXCLUDED: frozenset({S.QUEUED, S.PENDING, S.ONHOLD}),
+    S.DONE: frozenset({S.QUEUED, S.PENDING, S.EXCLUDED}),
+}
+USER_SETTABLE = frozenset({S.QUEUED, S.FAILED, S.ONHOLD, S.EXCLUDED, S.DONE})
+# Statuses in which a worker holds the task.
+IN_FLIGHT = frozenset({S.BOOTING, S.EXECUTING})
+# Statuses the task will not leave by itself.
+SETTLED = frozenset({S.DONE, S.FAILED, S.EXCLUDED, S.ONHOLD})
+
+TASK_KINDS = ("transfer", "command")
+DEFAULT_TASK_PRIORITY = 500
+
+
+def normalise_location(field: str, value: object, *, optional: bool) -> str | dict[str, Any] | None:
+    """A source or destination: a non-empty path string, or an object with a string `path`."""
+    if value is None:
+        if optional:
+            return None
+        raise ValidationError(field, "is required: give a path, or an object with a 'path'")
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValidationError(field, "must not be an empty path")
+        return value
+    if isinstance(value, dict):
+        kind = value.get("kind", "transfer")
+        if kind not in TASK_KINDS:
+            raise ValidationError(f"{field}.kind", f"{kind!r} is not one of {', '.join(TASK_KINDS)}")
+        path = value.get("path")
+        if kind == "command" and path is None:
+            command = value.get("command")
+            if not command or not isinstance(command, (str, list)):
+                raise ValidationError(f"{field}.command", "a command task needs a command line")
+        elif not isinstance(path, str) or not path.strip():
+            raise ValidationError(f"{field}.path", "must be a non-empty string")
+        try:
+            return dict(json.loads(json.dumps(value)))
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(field, f"must be plain JSON: {exc}") from None
+    raise ValidationError(field, "must be a path string or an object with a 'path'")
+
+
+def location_path(value: str | dict[str, Any] | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    path = value.get("path")
+    if path is None:
+        command = value.get("command")
+        return " ".join(command) if isinstance(command, list) else command
+    return str(path)
+
+
+def identity_key(source: object, destination: object) -> str:
+    """Two tasks are the same work when this key is equal: path strings equal `{"path": ...}`."""
+
+    def canonical(loc: object) -> object:
+        return {"path": loc} if isinstance(loc, str) else loc
+
+    return json.dumps([canonical(source), canonical(destination)], sort_keys=True)
+
+
+def needs_destination(source: object) -> bool:
+    return not (isinstance(source, dict) and source.get("kind") == "command")
+
+
+class Task(LedgerAggregate):
+    """A unit of work. Never deleted: excluded instead, so the history stays whole."""
+
+    @event("Created")
+    def __init__(
+        self,
+        job_id: str,
+        uri: str,
+        source: str | dict[str, Any],
+        destination: str | dict[str, Any] | None,
+        size: int,
+        priority: int,
+        metadata: dict[str, Any],
+        status: str,
+    ) -> None:
+        self.job_id = job_id
+        self.uri = uri
+        self.source = source
+        self.destination = destination
+        self.size = size
+        self.priority = priority
+        self.metadata = metadata
+        self.status = TaskStatus(status)
+        self.attempts = 0
+        self.error: str | None = None
+        self.finished: Any = None
+
+    class StatusChanged(LedgerAggregate.Event):
+        previous: str
+        status: str
+
+        def apply(self, task: Task) -> None:
+            task.status = TaskStatus(self.status)
+            task.finished = self.timestamp if task.status in (S.DONE, S.FAILED) else None
+            if task.status == S.QUEUED and self.previous in (S.FAILED, S.DONE, S.EXCLUDED):
+                task.attempts = 0
+                task.error = None
+
+    # One event name per status, so the history reads `Task.Excluded`, `Task.Done`, ...
+    class Pending(StatusChanged):
+        pass
+
+    class Queued(StatusChanged):
+        pass
+
+    class Booting(StatusChanged):
+        pass
+
+    class Executing(StatusChanged):
+        pass
+
+    class Failed(StatusChanged):
+        pass
+
+    class PutOnHold(StatusChanged):
+        pass
+
+    class Excluded(StatusChanged):
+        pass
+
+    class Done(StatusChanged):
+        pass
+
+    @property
+    def key(self) -> str:
+        return identity_key(self.source, self.destination)
+
+    def check_transition(self, status: TaskStatus, *, by_user: bool) -> None:
+        allowed = ALLOWED[self.status]
+        if by_user:
+            allowed = allowed & USER_SETTABLE
+        if status not in allowed:
+            raise InvalidTransitionError(f"task {self.uri}", self.status, status, allowed)
+
+    def change_status(self, status: TaskStatus, *, by_user: bool = True) -> bool:
+        """Move to `status` if the transition table allows it; False when already there."""
+        if status == self.status:
+            return False
+        self.check_transition(status, by_user=by_user)
+        event_class = _STATUS_EVENTS[status]
+        self.trigger_event(event_class, previous=str(self.status), status=str(status))
+        return True
+
+    @event("Retried")
+    def retry(self, status: str) -> None:
+        """Run the task again: its duplicate was added to the job."""
+        self.status = TaskStatus(status)
+        self.attempts = 0
+        self.error = None
+        self.finished = None
+
+    @event("Updated")
+    def update(self, changes: dict[str, Any]) -> None:
+        for name, value in changes.items():
+            setattr(self, name, value)
+
+
+_STATUS_EVENTS: dict[TaskStatus, type[Task.StatusChanged]] = {
+    S.PENDING: Task.Pending,
+    S.QUEUED: Task.Queued,
+    S.BOOTING: Task.Booting,
+    S.EXECUTING: Task.Executing,
+    S.FAILED: Task.Failed,
+    S.ONHOLD: Task.PutOnHold,
+    S.EXCLUDED: Task.Excluded,
+    S.DONE: Task.Done,
+}
