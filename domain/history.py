@@ -137,7 +137,7 @@ class History:
         type_name = topic.split(":", 1)[1]
         return Record(
             position=position,
-            aggregate_id=str(originator_id),
+            aggregate_id=str(UUID(str(originator_id))),
             aggregate_type=type_name.split(".", 1)[0],
             version=version,
             type=type_name,
