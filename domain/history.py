@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 AGGREGATES = (Queue, QueueRegistry, Job, Task)
 _ENVELOPE = ("originator_topic", "timestamp", "actor")
+# Base classes that are never recorded themselves: Task.Excluded etc. derive from it.
+_ABSTRACT = frozenset({"Task.StatusChanged"})
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ def event_types() -> dict[str, str]:
             if (
                 isinstance(value, type)
                 and issubclass(value, CanMutateAggregate)
-                and value.__name__ not in ("Event", "StatusChanged")
+                and value.__name__ != "Event"
+                and value.__qualname__ not in _ABSTRACT
             ):
                 topic = get_topic(value)
                 found[topic.split(":", 1)[1]] = topic
