@@ -12,6 +12,15 @@ from domain.errors import ConflictError, InvalidTransitionError, NotFoundError
 from domain.task import IN_FLIGHT, TaskStatus
 
 
+class JobPhase(StrEnum):
+    """Which list a job is in: ACTIVE until it has been finished for a grace period,
+    then FINISHED, then ARCHIVED. Moves are events the clock records."""
+
+    ACTIVE = "ACTIVE"
+    FINISHED = "FINISHED"
+    ARCHIVED = "ARCHIVED"
+
+
 class JobStatus(StrEnum):
     INIT = "INIT"
     PENDING = "PENDING"  # waiting for a destination
@@ -68,6 +77,7 @@ class Job(LedgerAggregate):
         # task id -> {"uri", "key", "size", "status"}, in creation order.
         self.tasks: dict[str, dict[str, Any]] = {}
         self.finished: Any = None
+        self.phase = JobPhase.ACTIVE
         self.deleted = False
 
     class StatusChanged(LedgerAggregate.Event):
@@ -77,6 +87,8 @@ class Job(LedgerAggregate):
         def apply(self, job: Job) -> None:
             job.status = JobStatus(self.status)
             job.finished = self.timestamp if job.status in FINISHED else None
+            if job.finished is None:
+                job.phase = JobPhase.ACTIVE
 
     # -- reading -------------------------------------------------------------
 
@@ -113,9 +125,10 @@ class Job(LedgerAggregate):
                 and not any(s in IN_FLIGHT for s in active)
             ):
                 return J.FAILED
-        elif self.status in (J.DONE, J.FAILED):
-            if any(s in (TaskStatus.QUEUED, TaskStatus.PENDING) for s in active):
-                return J.WAITING
+        elif self.status in (J.DONE, J.FAILED) and any(
+            s in (TaskStatus.QUEUED, TaskStatus.PENDING) for s in active
+        ):
+            return J.WAITING
         return None
 
     # -- rules ---------------------------------------------------------------
@@ -159,6 +172,20 @@ class Job(LedgerAggregate):
     @event("Deleted")
     def delete(self) -> None:
         self.deleted = True
+
+    def due_to_leave(self, phase: JobPhase, cutoff: Any) -> bool:
+        """Finished at or before `cutoff` and still in the phase before `phase`."""
+        before = JobPhase.ACTIVE if phase == JobPhase.FINISHED else JobPhase.FINISHED
+        return self.is_finished and self.phase == before and self.finished <= cutoff
+
+    @event("Retired")
+    def retire(self) -> None:
+        """Finished long enough ago to leave the active list."""
+        self.phase = JobPhase.FINISHED
+
+    @event("Archived")
+    def archive(self) -> None:
+        self.phase = JobPhase.ARCHIVED
 
     @event("TasksAdded")
     def add_tasks(self, tasks: list[dict[str, Any]]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import random
 import time
+from datetime import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
@@ -15,7 +16,7 @@ from eventsourcing.persistence import IntegrityError
 from domain.base import acting_as
 from domain.errors import ConflictError, NotFoundError, ValidationError
 from domain.inputs import TaskSpec, job_code, task_specs
-from domain.job import CREATABLE, DEFAULT_MAX_ATTEMPTS, Job, JobStatus
+from domain.job import CREATABLE, DEFAULT_MAX_ATTEMPTS, Job, JobPhase, JobStatus
 from domain.job import UPDATABLE as JOB_UPDATABLE
 from domain.queue import REGISTRY_ID, ExecutionMode, Queue, QueueRegistry, QueueState, QueueStatus
 from domain.rules import (
@@ -66,7 +67,7 @@ def command(fn: Callable[..., list[str]]) -> Callable[..., Written]:
                 try:
                     recordings = self.save(*changed)
                 except IntegrityError:
-                    time.sleep(random.uniform(0, 0.002 * 2**min(attempt, 6)))
+                    time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
                     continue
                 return Written(ids=ids, position=max(r.notification.id for r in recordings))
         raise ConflictError(
@@ -88,6 +89,8 @@ class Ledger(Application[Any]):
 
     def __init__(self, database_url: str | None = None, env: dict[str, str] | None = None) -> None:
         self.store: StoreConfig = parse_database_url(database_url or database_url_from_env())
+        # Called with the newest position after every save (the projection runner wakes on it).
+        self.after_save: list[Callable[[int], None]] = []
         super().__init__(env={**self.store.env, **(env or {})})
         self.ensure_default_queue(actor="jobledger")
 
@@ -100,6 +103,9 @@ class Ledger(Application[Any]):
         recordings = self._record(processing_event)
         self._take_snapshots(processing_event)
         self._notify(recordings)
+        if recordings:
+            for listener in self.after_save:
+                listener(recordings[-1].notification.id)
         return recordings
 
     def position(self) -> int:
@@ -110,7 +116,7 @@ class Ledger(Application[Any]):
 
     def registry(self) -> QueueRegistry | None:
         try:
-            registry = self.repository.get(REGISTRY_ID)
+            registry: Any = self.repository.get(REGISTRY_ID)
         except AggregateNotFoundError:
             return None
         assert isinstance(registry, QueueRegistry)
@@ -345,10 +351,16 @@ class Ledger(Application[Any]):
         changes = {
             name: value
             for name, value in {
-                "priority": priority if priority is UNSET else check_priority("priority", priority, optional=True),
+                "priority": priority
+                if priority is UNSET
+                else check_priority("priority", priority, optional=True),
                 "metadata": metadata if metadata is UNSET else check_json_object("metadata", metadata),
-                "destination": destination if destination is UNSET else check_text("destination", destination),
-                "max_attempts": max_attempts if max_attempts is UNSET else check_positive("maxAttempts", max_attempts),
+                "destination": destination
+                if destination is UNSET
+                else check_text("destination", destination),
+                "max_attempts": max_attempts
+                if max_attempts is UNSET
+                else check_positive("maxAttempts", max_attempts),
             }.items()
             if value is not UNSET and getattr(job, name) != value
         }
@@ -373,6 +385,30 @@ class Ledger(Application[Any]):
             uow.get(Queue, job.queue_id).remove_job(str(job.id), "deleted")
         job.delete()
         return [str(job.id)]
+
+    @command
+    def retire_jobs(self, uow: UnitOfWork, job_ids: list[str], cutoff: datetime) -> list[str]:
+        """Move jobs finished at or before `cutoff` from the ACTIVE list to FINISHED.
+        Jobs that were reopened, deleted or already moved are left alone."""
+        return self._change_phase(uow, job_ids, cutoff, JobPhase.FINISHED)
+
+    @command
+    def archive_jobs(self, uow: UnitOfWork, job_ids: list[str], cutoff: datetime) -> list[str]:
+        """Move jobs finished at or before `cutoff` from FINISHED to ARCHIVED."""
+        return self._change_phase(uow, job_ids, cutoff, JobPhase.ARCHIVED)
+
+    def _change_phase(self, uow: UnitOfWork, job_ids: list[str], cutoff: datetime, phase: JobPhase) -> list[str]:
+        moved = []
+        for job_id in job_ids:
+            job = uow.find(Job, job_id)
+            if job is None or not job.due_to_leave(phase, cutoff):
+                continue
+            if phase == JobPhase.FINISHED:
+                job.retire()
+            else:
+                job.archive()
+            moved.append(str(job.id))
+        return moved
 
     def _move(self, uow: UnitOfWork, job: Job, target: Queue) -> None:
         if str(target.id) == job.queue_id:
@@ -431,11 +467,15 @@ class Ledger(Application[Any]):
         if not specs:
             raise ValidationError("tasks", "give at least one task")
         job.check_accepts_tasks()
-        ids = self._add_tasks(uow, job, specs, allow_duplicates=_check_bool("allowDuplicates", allow_duplicates))
+        ids = self._add_tasks(
+            uow, job, specs, allow_duplicates=_check_bool("allowDuplicates", allow_duplicates)
+        )
         self._settle(uow, job)
         return ids
 
-    def _add_tasks(self, uow: UnitOfWork, job: Job, specs: list[TaskSpec], *, allow_duplicates: bool) -> list[str]:
+    def _add_tasks(
+        self, uow: UnitOfWork, job: Job, specs: list[TaskSpec], *, allow_duplicates: bool
+    ) -> list[str]:
         ids: list[str] = []
         new: list[Task] = []
         for index, spec in enumerate(specs):
@@ -467,7 +507,10 @@ class Ledger(Application[Any]):
             ids.append(str(task.id))
         if new:
             job.add_tasks(
-                [{"id": str(t.id), "uri": t.uri, "key": t.key, "size": t.size, "status": str(t.status)} for t in new]
+                [
+                    {"id": str(t.id), "uri": t.uri, "key": t.key, "size": t.size, "status": str(t.status)}
+                    for t in new
+                ]
             )
         return ids
 
@@ -486,7 +529,9 @@ class Ledger(Application[Any]):
         if job.status in (JobStatus.PENDING, JobStatus.INIT):
             self._set_status(uow, job, JobStatus.WAITING, by_user=False)
 
-    def _set_task_status(self, uow: UnitOfWork, job: Job, task: Task, status: TaskStatus, *, by_user: bool) -> None:
+    def _set_task_status(
+        self, uow: UnitOfWork, job: Job, task: Task, status: TaskStatus, *, by_user: bool
+    ) -> None:
         if task.change_status(status, by_user=by_user):
             job.note_task_status(str(task.id), str(status))
 
@@ -505,7 +550,9 @@ class Ledger(Application[Any]):
                 raise ValidationError(field_, "must be an object with the task's id")
             unknown = set(update) - {"id", "status", "priority", "metadata"}
             if unknown:
-                raise ValidationError(field_, f"only status, priority and metadata can change, not {', '.join(sorted(unknown))}")
+                raise ValidationError(
+                    field_, f"only status, priority and metadata can change, not {', '.join(sorted(unknown))}"
+                )
             task = uow.get(Task, update["id"])
             if task.job_id != str(job.id):
                 raise NotFoundError("Task", f"{update['id']} in job {job.id}")

@@ -89,8 +89,7 @@ class Queue(LedgerAggregate):
     def check_accepts_jobs(self) -> None:
         if self.state == QueueState.SEALED:
             raise ConflictError(
-                f"queue {self.code!r} is sealed (archived) and accepts no new jobs; "
-                "submit to another queue"
+                f"queue {self.code!r} is sealed (archived) and accepts no new jobs; submit to another queue"
             )
 
     def check_deletable(self) -> None:

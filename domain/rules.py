@@ -42,9 +42,7 @@ def check_code(field: str, code: object) -> str:
     if len(code) > MAX_CODE_LENGTH:
         raise ValidationError(field, f"must be at most {MAX_CODE_LENGTH} characters")
     if not CODE_PATTERN.match(code):
-        raise ValidationError(
-            field, f"{code!r} may contain only lowercase letters, digits, '_' and '-'"
-        )
+        raise ValidationError(field, f"{code!r} may contain only lowercase letters, digits, '_' and '-'")
     return code
 
 

@@ -114,7 +114,7 @@ def select_aggregate_positions(recorder: Any, backend: Backend, aggregate_id: UU
     table = recorder.events_table_name
     if backend == "sqlite":
         sql = (
-            f"SELECT rowid AS position, originator_id, originator_version, topic, state "  # noqa: S608
+            f"SELECT rowid AS position, originator_id, originator_version, topic, state "
             f"FROM {table} WHERE originator_id = ? ORDER BY originator_version"
         )
         with recorder.datastore.transaction(commit=False) as curs:

@@ -1,0 +1,195 @@
+"""The jobs read model: one row per job, listed by phase (ACTIVE, FINISHED, ARCHIVED),
+with its queue's counts kept exact and its progress, size, speed and etr rolled up
+from its tasks."""
+
+from __future__ import annotations
+
+from domain.history import Record
+from domain.job import FINISHED
+from projections.batch import Batch, Handler, as_json
+from projections.schema import JOBS, QUEUES, TASKS
+from projections.stores import Tx
+
+
+def count(tx: Tx, queue_id: str, status: str, sign: int) -> None:
+    """Add (sign=+1) or take away (-1) one job of `status` from its queue's counts."""
+    tx.execute(
+        f"UPDATE {QUEUES} SET total_jobs = total_jobs + ?, successful_jobs = successful_jobs + ?,"
+        " failed_jobs = failed_jobs + ?, active_jobs = active_jobs + ? WHERE id = ?",
+        (
+            sign,
+            sign if status == "DONE" else 0,
+            sign if status == "FAILED" else 0,
+            sign if status not in FINISHED else 0,
+            queue_id,
+        ),
+    )
+
+
+def _queue_priority(tx: Tx, queue_id: str) -> int:
+    row = tx.one(f"SELECT priority FROM {QUEUES} WHERE id = ?", (queue_id,))
+    return int(row["priority"]) if row else 500
+
+
+def _job(tx: Tx, job_id: str) -> dict[str, object] | None:
+    return tx.one(f"SELECT queue_id, status, own_priority FROM {JOBS} WHERE id = ?", (job_id,))
+
+
+def created(tx: Tx, r: Record, batch: Batch) -> None:
+    d = r.data
+    own = d["priority"]
+    tx.execute(
+        f"INSERT INTO {JOBS} (id, code, queue_id, phase, status, own_priority, priority, source, destination,"
+        ' metadata, max_attempts, created, modified, "user", modifier)'
+        " VALUES (?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            r.aggregate_id, d["code"], d["queue_id"], d["status"], own,
+            own if own is not None else _queue_priority(tx, d["queue_id"]),
+            d["source"], d["destination"], as_json(d["metadata"]), d["max_attempts"],
+            r.timestamp, r.timestamp, r.actor, r.actor,
+        ),
+    )
+    count(tx, d["queue_id"], d["status"], +1)
+    batch.jobs.add(r.aggregate_id)
+    batch.queues.add(d["queue_id"])
+
+
+def _touch(tx: Tx, r: Record, batch: Batch, values: dict[str, object]) -> None:
+    assignments = "".join(f"{column} = ?, " for column in values)
+    tx.execute(
+        f"UPDATE {JOBS} SET {assignments}modified = ?, modifier = ? WHERE id = ?",
+        (*values.values(), r.timestamp, r.actor, r.aggregate_id),
+    )
+    batch.jobs.add(r.aggregate_id)
+
+
+def status_changed(tx: Tx, r: Record, batch: Batch) -> None:
+    job = _job(tx, r.aggregate_id)
+    if job is None:
+        return
+    status = r.data["status"]
+    count(tx, str(job["queue_id"]), str(job["status"]), -1)
+    count(tx, str(job["queue_id"]), status, +1)
+    values: dict[str, object] = {"status": status, "finished": r.timestamp if status in FINISHED else None}
+    if status not in FINISHED:
+        values["phase"] = "ACTIVE"
+    _touch(tx, r, batch, values)
+    batch.queues.add(str(job["queue_id"]))
+    batch.dirty_jobs.add(r.aggregate_id)
+
+
+def updated(tx: Tx, r: Record, batch: Batch) -> None:
+    changes = r.data["changes"]
+    values: dict[str, object] = {}
+    if "priority" in changes:
+        job = _job(tx, r.aggregate_id)
+        own = changes["priority"]
+        values["own_priority"] = own
+        values["priority"] = own if own is not None else _queue_priority(tx, str(job["queue_id"]) if job else "")
+    if "metadata" in changes:
+        values["metadata"] = as_json(changes["metadata"])
+    for name in ("destination", "max_attempts"):
+        if name in changes:
+            values[name] = changes[name]
+    _touch(tx, r, batch, values)
+
+
+def moved(tx: Tx, r: Record, batch: Batch) -> None:
+    job = _job(tx, r.aggregate_id)
+    if job is None:
+        return
+    target = r.data["to_queue_id"]
+    count(tx, str(job["queue_id"]), str(job["status"]), -1)
+    count(tx, target, str(job["status"]), +1)
+    values: dict[str, object] = {"queue_id": target}
+    if job["own_priority"] is None:
+        values["priority"] = _queue_priority(tx, target)
+    _touch(tx, r, batch, values)
+    batch.queues.update({str(job["queue_id"]), target})
+
+
+def deleted(tx: Tx, r: Record, batch: Batch) -> None:
+    job = _job(tx, r.aggregate_id)
+    if job is None:
+        return
+    count(tx, str(job["queue_id"]), str(job["status"]), -1)
+    tx.execute(f"DELETE FROM {TASKS} WHERE job_id = ?", (r.aggregate_id,))
+    tx.execute(f"DELETE FROM {JOBS} WHERE id = ?", (r.aggregate_id,))
+    batch.jobs.add(r.aggregate_id)
+    batch.queues.add(str(job["queue_id"]))
+    batch.dirty_jobs.discard(r.aggregate_id)
+
+
+def phase(name: str) -> Handler:
+    def change_phase(tx: Tx, r: Record, batch: Batch) -> None:
+        tx.execute(f"UPDATE {JOBS} SET phase = ? WHERE id = ?", (name, r.aggregate_id))
+        batch.jobs.add(r.aggregate_id)
+
+    return change_phase
+
+
+def queue_priority_changed(tx: Tx, r: Record, batch: Batch) -> None:
+    """Jobs without a priority of their own follow their queue's."""
+    if "priority" in r.data["changes"]:
+        tx.execute(
+            f"UPDATE {JOBS} SET priority = ? WHERE queue_id = ? AND own_priority IS NULL",
+            (r.data["changes"]["priority"], r.aggregate_id),
+        )
+
+
+def tasks_changed(tx: Tx, r: Record, batch: Batch) -> None:
+    batch.dirty_jobs.add(r.aggregate_id)
+    batch.jobs.add(r.aggregate_id)
+
+
+def roll_up(tx: Tx, job_ids: set[str]) -> None:
+    """Recompute size, progress, speed and etr of jobs whose tasks changed in this batch."""
+    for job_id in sorted(job_ids):
+        tasks = tx.all(
+            f"SELECT size, progress, speed, status FROM {TASKS} WHERE job_id = ? AND status <> 'EXCLUDED'",
+            (job_id,),
+        )
+        job = tx.one(f"SELECT status FROM {JOBS} WHERE id = ?", (job_id,))
+        if job is None:
+            continue
+        size, progress, speed, etr = summarise(tasks, str(job["status"]))
+        tx.execute(
+            f"UPDATE {JOBS} SET size = ?, progress = ?, speed = ?, etr = ? WHERE id = ?",
+            (size, progress, speed, etr, job_id),
+        )
+
+
+def summarise(tasks: list[dict[str, object]], status: str) -> tuple[int, int, float, str | None]:
+    """(size, progress 0..100 weighted by size, speed MB/s, etr) of a job's counted tasks."""
+    sizes = [int(t["size"]) for t in tasks]  # type: ignore[call-overload]
+    size = sum(sizes) if sizes and min(sizes) >= 0 else -1
+    weights = sizes if size > 0 else [1] * len(tasks)
+    total = sum(weights)
+    done = sum(w * int(t["progress"]) for w, t in zip(weights, tasks, strict=True))  # type: ignore[call-overload]
+    progress = 100 if status == "DONE" else (done // total if total else 0)
+    speed = 0.0 if status in FINISHED else round(sum(float(t["speed"]) for t in tasks), 3)  # type: ignore[arg-type]
+    etr = None
+    if speed > 0 and size > 0:
+        etr = format_etr(size * (100 - progress) / 100 / (speed * 1_000_000))
+    return size, int(progress), speed, etr
+
+
+def format_etr(seconds: float) -> str:
+    """Time left in the seeds' form: `0h:04m:10s`."""
+    whole = max(0, round(seconds))
+    return f"{whole // 3600}h:{whole % 3600 // 60:02d}m:{whole % 60:02d}s"
+
+
+HANDLERS: dict[str, Handler] = {
+    "Job.Created": created,
+    "Job.StatusChanged": status_changed,
+    "Job.Updated": updated,
+    "Job.Moved": moved,
+    "Job.Deleted": deleted,
+    "Job.Retired": phase("FINISHED"),
+    "Job.Archived": phase("ARCHIVED"),
+    "Job.TasksAdded": tasks_changed,
+    "Job.TaskStatusChanged": tasks_changed,
+    "Job.TaskSizeChanged": tasks_changed,
+    "Queue.Updated": queue_priority_changed,
+}

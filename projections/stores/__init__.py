@@ -1,0 +1,70 @@
+"""The small interface the read side needs from a database, one module per backend.
+
+SQL is written once with `?` placeholders; each backend adapts placeholders,
+timestamps and booleans to its driver. `open_read_store` picks the backend from
+the ledger's database URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from domain.storage import StoreConfig
+
+Row = dict[str, Any]
+TIME_COLUMNS = frozenset({"created", "modified", "finished", "started", "expires"})
+
+
+class Tx(Protocol):
+    """One open transaction on the write side of the read models."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+    def announce(self, payload: str) -> None: ...
+
+
+class ReadStore(Protocol):
+    backend: str
+    timestamp_type: str
+    bigint_type: str
+
+    def transaction(self) -> AbstractContextManager[Tx]: ...
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+    async def open_async(self) -> None: ...
+    async def close_async(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def open_read_store(config: StoreConfig) -> ReadStore:
+    if config.backend == "sqlite":
+        from projections.stores.sqlite import SQLiteReadStore
+
+        return SQLiteReadStore(config)
+    from projections.stores.postgres import PostgresReadStore
+
+    return PostgresReadStore(config)
+
+
+def utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def numbered(sql: str, style: str) -> str:
+    """Rewrite `?` placeholders as `%s` (psycopg) or `$1, $2, ...` (asyncpg)."""
+    if style == "%s":
+        return sql.replace("%", "%%").replace("?", "%s")
+    parts = sql.split("?")
+    out = [parts[0]]
+    for index, part in enumerate(parts[1:], start=1):
+        out.append(f"${index}{part}")
+    return "".join(out)
+
+
+def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,114 @@
+"""The read models in PostgreSQL: psycopg for the runner's transactions, asyncpg for queries."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import asyncpg
+import psycopg
+from psycopg.rows import dict_row
+
+from domain.storage import StoreConfig
+from projections.stores import Row, numbered
+
+CHANNEL = "jobledger_changes"
+
+
+def conninfo(config: StoreConfig) -> dict[str, Any]:
+    env = config.env
+    return {
+        "host": env["POSTGRES_HOST"],
+        "port": int(env["POSTGRES_PORT"]),
+        "user": env["POSTGRES_USER"],
+        "password": env["POSTGRES_PASSWORD"] or None,
+        "dbname": env["POSTGRES_DBNAME"],
+    }
+
+
+class _Tx:
+    def __init__(self, cursor: psycopg.Cursor[Row]) -> None:
+        self.cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self.cursor.execute(numbered(sql, "%s"), list(params))
+        return self.cursor.rowcount
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        self.cursor.execute(numbered(sql, "%s"), list(params))
+        return self.cursor.fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self.cursor.execute(numbered(sql, "%s"), list(params))
+        return self.cursor.fetchall()
+
+    def announce(self, payload: str) -> None:
+        """NOTIFY is transactional: listeners hear it when, and only if, the batch commits."""
+        self.cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+
+
+class PostgresReadStore:
+    backend = "postgres"
+    timestamp_type = "TIMESTAMPTZ"
+    bigint_type = "BIGINT"
+
+    def __init__(self, config: StoreConfig) -> None:
+        self.config = config
+        self.schema = config.env.get("POSTGRES_SCHEMA") or "public"
+        self._local = threading.local()
+        self._opened: list[psycopg.Connection[Row]] = []
+        self._pool: asyncpg.Pool | None = None
+
+    def _connect(self) -> psycopg.Connection[Row]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(**conninfo(self.config), row_factory=dict_row, autocommit=True)
+            conn.execute(f'SET search_path TO "{self.schema}"')
+            self._local.conn = conn
+            self._opened.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[_Tx]:
+        conn = self._connect()
+        with conn.transaction(), conn.cursor() as cursor:
+            yield _Tx(cursor)
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        with self._connect().cursor() as cursor:
+            cursor.execute(numbered(sql, "%s"), list(params))
+            return cursor.fetchall()
+
+    async def open_async(self) -> None:
+        if self._pool is None:
+            info = conninfo(self.config)
+            self._pool = await asyncpg.create_pool(
+                host=info["host"],
+                port=info["port"],
+                user=info["user"],
+                password=info["password"],
+                database=info["dbname"],
+                min_size=1,
+                max_size=10,
+                server_settings={"search_path": self.schema},
+            )
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        if self._pool is None:
+            await self.open_async()
+        assert self._pool is not None
+        rows = await self._pool.fetch(numbered(sql, "$"), *params)
+        return [dict(r) for r in rows]
+
+    async def close_async(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def close(self) -> None:
+        for conn in self._opened:
+            conn.close()
+        self._opened.clear()
+        self._local = threading.local()

@@ -1,0 +1,89 @@
+"""The tasks read model: every task of every job that still exists, in job order."""
+
+from __future__ import annotations
+
+from domain.history import Record
+from projections.batch import Batch, Handler, as_json
+from projections.schema import TASKS
+from projections.stores import Tx
+
+_RESTARTED_FROM = {"FAILED", "DONE", "EXCLUDED"}
+
+
+def created(tx: Tx, r: Record, batch: Batch) -> None:
+    d = r.data
+    tx.execute(
+        f"INSERT INTO {TASKS} (id, job_id, seq, uri, status, priority, source, destination, size, metadata,"
+        " created, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            r.aggregate_id, d["job_id"], int(d["uri"]), d["uri"], d["status"], d["priority"],
+            as_json(d["source"]), as_json(d["destination"]), d["size"], as_json(d["metadata"]),
+            r.timestamp, r.timestamp,
+        ),
+    )
+    _changed(r, batch, d["job_id"])
+
+
+def _changed(r: Record, batch: Batch, job_id: str | None = None) -> None:
+    batch.tasks.add(r.aggregate_id)
+    if job_id:
+        batch.dirty_jobs.add(job_id)
+        batch.jobs.add(job_id)
+
+
+def _job_of(tx: Tx, task_id: str) -> str | None:
+    row = tx.one(f"SELECT job_id FROM {TASKS} WHERE id = ?", (task_id,))
+    return str(row["job_id"]) if row else None
+
+
+def status_changed(tx: Tx, r: Record, batch: Batch) -> None:
+    status, previous = r.data["status"], r.data["previous"]
+    values: dict[str, object] = {"status": status, "modified": r.timestamp}
+    values["finished"] = r.timestamp if status in ("DONE", "FAILED") else None
+    if status == "DONE":
+        values["progress"] = 100
+    if status in ("BOOTING", "EXECUTING") and previous not in ("BOOTING", "EXECUTING"):
+        values["started"] = r.timestamp
+    if status == "QUEUED" and previous in _RESTARTED_FROM:
+        values.update(attempts=0, error=None, progress=0, bytes_done=0)
+    if status not in ("BOOTING", "EXECUTING"):
+        values["speed"] = 0.0
+    row = tx.one(f"SELECT job_id, started FROM {TASKS} WHERE id = ?", (r.aggregate_id,))
+    if status == "DONE" and row and row["started"] is not None:
+        values["time"] = int((r.timestamp - row["started"]).total_seconds() * 1000)
+    _update(tx, r, values)
+    _changed(r, batch, str(row["job_id"]) if row else None)
+
+
+def retried(tx: Tx, r: Record, batch: Batch) -> None:
+    values = {
+        "status": r.data["status"], "attempts": 0, "error": None, "finished": None, "progress": 0,
+        "bytes_done": 0, "speed": 0.0, "modified": r.timestamp,
+    }
+    _update(tx, r, values)
+    _changed(r, batch, _job_of(tx, r.aggregate_id))
+
+
+def updated(tx: Tx, r: Record, batch: Batch) -> None:
+    changes = r.data["changes"]
+    values: dict[str, object] = {"modified": r.timestamp}
+    if "priority" in changes:
+        values["priority"] = changes["priority"]
+    if "metadata" in changes:
+        values["metadata"] = as_json(changes["metadata"])
+    _update(tx, r, values)
+    _changed(r, batch)
+
+
+def _update(tx: Tx, r: Record, values: dict[str, object]) -> None:
+    assignments = ", ".join(f"{column} = ?" for column in values)
+    tx.execute(f"UPDATE {TASKS} SET {assignments} WHERE id = ?", (*values.values(), r.aggregate_id))
+
+
+_STATUS_EVENTS = ("Pending", "Queued", "Booting", "Executing", "Failed", "PutOnHold", "Excluded", "Done")
+HANDLERS: dict[str, Handler] = {
+    "Task.Created": created,
+    "Task.Retried": retried,
+    "Task.Updated": updated,
+    **{f"Task.{name}": status_changed for name in _STATUS_EVENTS},
+}
