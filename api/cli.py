@@ -36,7 +36,9 @@ def serve_forever(settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         app = create_app(settings)
-        print(f"jobledger: serving on http://{settings.host}:{settings.port}/ (store: {settings.database_url})")
+        print(
+            f"jobledger: serving on http://{settings.host}:{settings.port}/ (store: {settings.database_url})"
+        )
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     except LedgerError as exc:
         print(f"jobledger: {exc}", file=sys.stderr)

@@ -33,7 +33,10 @@ def postgres_database() -> Iterator[str]:
     try:
         admin = _admin_connect()
     except psycopg.OperationalError as exc:
-        reason = f"PostgreSQL not reachable at {ADMIN_URL} ({exc.__class__.__name__}); set JOBLEDGER_TEST_POSTGRES_URL"
+        reason = (
+            f"PostgreSQL not reachable at {ADMIN_URL} ({exc.__class__.__name__}); "
+            "set JOBLEDGER_TEST_POSTGRES_URL to test against it"
+        )
         if REQUIRE_POSTGRES:
             pytest.fail(f"JOBLEDGER_REQUIRE_POSTGRES is set but {reason}", pytrace=False)
         pytest.skip(reason)

@@ -37,7 +37,7 @@ def test_reading_after_a_position_returns_exactly_what_follows(ledger):
 
 def test_every_event_names_its_aggregate_type_version_actor_and_utc_time(ledger):
     started = datetime.now(UTC) - timedelta(seconds=1)
-    queue_id, job_id, task_id = workload(ledger)
+    _, job_id, task_id = workload(ledger)
     history = History(ledger)
     for record in history.read(0, 10_000):
         assert record.type.split(".")[0] == record.aggregate_type
@@ -52,7 +52,10 @@ def test_every_event_names_its_aggregate_type_version_actor_and_utc_time(ledger)
     assert job_events[-1].data == {"previous": "WAITING", "status": "ABORTED"}
     assert job_events[-1].actor == "ops"
     task_events = history.of_aggregate(task_id)
-    assert [(r.type, r.actor) for r in task_events] == [("Task.Created", "employee@acmevfx.com"), ("Task.Excluded", "tommy")]
+    assert [(r.type, r.actor) for r in task_events] == [
+        ("Task.Created", "employee@acmevfx.com"),
+        ("Task.Excluded", "tommy"),
+    ]
 
 
 def test_one_aggregates_events_carry_their_global_positions(ledger):
@@ -88,7 +91,9 @@ def test_a_failed_command_writes_nothing_at_all(ledger):
     before = History(ledger).read(0, 10_000)
     failures = [
         lambda: ledger.create_queue("audit"),
-        lambda: ledger.create_job(queue="audit", tasks=["/ok", {"source": "/bad", "size": "big"}], destination="/o"),
+        lambda: ledger.create_job(
+            queue="audit", tasks=["/ok", {"source": "/bad", "size": "big"}], destination="/o"
+        ),
         lambda: ledger.delete_queue(ledger.registry().default_queue_id),
     ]
     for fail in failures:
@@ -104,4 +109,6 @@ def test_replaying_the_store_in_a_new_process_gives_the_same_aggregates(ledger, 
     from uuid import UUID
 
     for aggregate_id in ids:
-        assert fresh.repository.get(UUID(aggregate_id)).facts == ledger.repository.get(UUID(aggregate_id)).facts
+        assert (
+            fresh.repository.get(UUID(aggregate_id)).facts == ledger.repository.get(UUID(aggregate_id)).facts
+        )

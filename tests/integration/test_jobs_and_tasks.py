@@ -94,7 +94,7 @@ def test_a_duplicate_task_is_refused_when_duplicates_are_not_allowed(ledger):
 
 def test_tasks_are_never_deleted_only_excluded_and_an_excluded_task_leaves_the_size(ledger):
     written = submit(ledger, tasks=[{"source": "/a", "size": 10}, {"source": "/b", "size": 5}])
-    first, second = job(ledger, written.id).tasks
+    _, second = job(ledger, written.id).tasks
     ledger.update_tasks(written.id, [{"id": second, "status": "excluded"}], actor="tommy")
     assert task(ledger, second).status == TaskStatus.EXCLUDED
     assert job(ledger, written.id).size == 10

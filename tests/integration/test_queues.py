@@ -22,11 +22,24 @@ def test_opening_the_store_again_does_not_create_a_second_default_queue(ledger, 
 
 def test_creating_a_queue_records_every_field_and_who_created_it(ledger):
     written = ledger.create_queue(
-        "high_prio", priority=999, description="rush", metadata={"team": "vfx"}, tags={"site": "sthlm"},
-        max_concurrency=4, idle_timeout_s=300, execution_mode="fifo", actor="lars@edit.com",
+        "high_prio",
+        priority=999,
+        description="rush",
+        metadata={"team": "vfx"},
+        tags={"site": "sthlm"},
+        max_concurrency=4,
+        idle_timeout_s=300,
+        execution_mode="fifo",
+        actor="lars@edit.com",
     )
     q = queue(ledger, written.id)
-    assert (q.code, q.priority, q.status, q.state, q.default) == ("high_prio", 999, "WAITING", "ACTIVE", False)
+    assert (q.code, q.priority, q.status, q.state, q.default) == (
+        "high_prio",
+        999,
+        "WAITING",
+        "ACTIVE",
+        False,
+    )
     assert (q.max_concurrency, q.idle_timeout_s, q.execution_mode) == (4, 300, "FIFO")
     assert q.tags == {"site": "sthlm"} and q.metadata == {"team": "vfx"}
     from domain.history import History
@@ -92,7 +105,12 @@ def test_updating_a_queue_changes_only_the_fields_given(ledger):
     q = ledger.create_queue("farm", priority=100, description="keep", max_concurrency=3)
     ledger.update_queue(q.id, priority=700, status="disabled", max_concurrency=None, actor="ops")
     after = queue(ledger, q.id)
-    assert (after.priority, after.status, after.description, after.max_concurrency) == (700, "DISABLED", "keep", None)
+    assert (after.priority, after.status, after.description, after.max_concurrency) == (
+        700,
+        "DISABLED",
+        "keep",
+        None,
+    )
     assert types_of(ledger, q.id)[-1] == "Queue.Updated"
 
 
@@ -156,7 +174,12 @@ def test_deleting_a_queue_moves_unfinished_jobs_to_the_default_queue_in_one_save
     from domain.history import History
 
     last_write = [r for r in History(ledger).read(0, 10_000) if r.position > written.position - 4]
-    assert [r.type for r in last_write][-4:] == ["Job.Moved", "Queue.JobAdded", "Queue.Deleted", "QueueRegistry.CodeReleased"]
+    assert [r.type for r in last_write][-4:] == [
+        "Job.Moved",
+        "Queue.JobAdded",
+        "Queue.Deleted",
+        "QueueRegistry.CodeReleased",
+    ]
 
 
 def test_a_deleted_queues_code_can_be_used_again(ledger):

@@ -73,7 +73,10 @@ def test_a_job_with_nothing_to_name_it_after_needs_a_code():
 
 
 def test_a_task_source_is_a_path_or_an_object_with_a_path():
-    assert task_spec("t", {"source": {"path": "a.mov", "client": "x"}}).source == {"path": "a.mov", "client": "x"}
+    assert task_spec("t", {"source": {"path": "a.mov", "client": "x"}}).source == {
+        "path": "a.mov",
+        "client": "x",
+    }
     with pytest.raises(ValidationError) as caught:
         task_spec("tasks[0]", {"source": {"client": "x"}})
     assert caught.value.field == "tasks[0].source.path"

@@ -15,8 +15,14 @@ from domain.task import Task, TaskStatus
 
 def job_in(status: JobStatus) -> Job:
     job = Job(
-        code="edit.mov", queue_id="q", status="INIT", priority=None, source=None,
-        destination=None, metadata={}, max_attempts=None,
+        code="edit.mov",
+        queue_id="q",
+        status="INIT",
+        priority=None,
+        source=None,
+        destination=None,
+        metadata={},
+        max_attempts=None,
     )
     if status != JobStatus.INIT:
         job.trigger_event(job.StatusChanged, previous="INIT", status=str(status))
@@ -25,8 +31,14 @@ def job_in(status: JobStatus) -> Job:
 
 def task_in(status: TaskStatus) -> Task:
     return Task(
-        job_id="j", uri="0", source="a.mov", destination="/b/a.mov", size=1,
-        priority=500, metadata={}, status=str(status),
+        job_id="j",
+        uri="0",
+        source="a.mov",
+        destination="/b/a.mov",
+        size=1,
+        priority=500,
+        metadata={},
+        status=str(status),
     )
 
 
@@ -67,7 +79,9 @@ def test_a_refused_job_transition_says_from_to_and_what_is_allowed(current, targ
     with pytest.raises(InvalidTransitionError) as caught:
         job.change_status(target, by_user=False)
     assert caught.value.details == {
-        "from": str(current), "to": str(target), "allowed": sorted(str(s) for s in JOB_ALLOWED[current]),
+        "from": str(current),
+        "to": str(target),
+        "allowed": sorted(str(s) for s in JOB_ALLOWED[current]),
     }
     assert caught.value.code == "INVALID_TRANSITION"
     assert job.status == current
