@@ -82,6 +82,8 @@ DDL = [
         priority INTEGER NOT NULL,
         source TEXT NOT NULL,
         destination TEXT,
+        source_path TEXT,
+        destination_path TEXT,
         size {{big}} NOT NULL,
         progress INTEGER NOT NULL DEFAULT 0,
         bytes_done {{big}} NOT NULL DEFAULT 0,

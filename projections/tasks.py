@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from domain.history import Record
+from domain.task import location_path
 from projections.batch import Batch, Handler, as_json
 from projections.schema import TASKS
 from projections.stores import Tx
@@ -13,12 +14,12 @@ _RESTARTED_FROM = {"FAILED", "DONE", "EXCLUDED"}
 def created(tx: Tx, r: Record, batch: Batch) -> None:
     d = r.data
     tx.execute(
-        f"INSERT INTO {TASKS} (id, job_id, seq, uri, status, priority, source, destination, size, metadata,"
-        " created, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO {TASKS} (id, job_id, seq, uri, status, priority, source, destination, source_path,"
+        " destination_path, size, metadata, created, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             r.aggregate_id, d["job_id"], int(d["uri"]), d["uri"], d["status"], d["priority"],
-            as_json(d["source"]), as_json(d["destination"]), d["size"], as_json(d["metadata"]),
-            r.timestamp, r.timestamp,
+            as_json(d["source"]), as_json(d["destination"]), location_path(d["source"]),
+            location_path(d["destination"]), d["size"], as_json(d["metadata"]), r.timestamp, r.timestamp,
         ),
     )
     _changed(r, batch, d["job_id"])
