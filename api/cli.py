@@ -1,49 +1,155 @@
-"""The `jobledger` command."""
+"""The `jobledger` command: serve, projections, events."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import time
+from collections.abc import Callable
 
 from api.settings import Settings
+from domain.errors import LedgerError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="jobledger", description="An event-sourced job queue.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the service")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
-    serve.add_argument("--database-url", help="overrides JOBLEDGER_DATABASE_URL")
+    parser = build_parser()
     args = parser.parse_args(argv)
     settings = Settings.from_env().with_overrides(
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         database_url=getattr(args, "database_url", None),
     )
-    if args.command == "serve":
-        return serve_forever(settings)
-    return 2
+    try:
+        result: int = args.run(settings, args)
+        return result
+    except LedgerError as exc:
+        print(f"jobledger: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
-def serve_forever(settings: Settings) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jobledger", description="An event-sourced job queue.")
+    parser.add_argument(
+        "--database-url", help="store to use (default: $JOBLEDGER_DATABASE_URL or sqlite:///jobledger.db)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the service")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument("--database-url", default=argparse.SUPPRESS, help="overrides JOBLEDGER_DATABASE_URL")
+    serve.set_defaults(run=run_serve)
+
+    projections = commands.add_parser("projections", help="inspect or rebuild the read models")
+    actions = projections.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("status", help="each projection's position and lag").set_defaults(run=run_status)
+    actions.add_parser("rebuild", help="drop the read models and replay every event").set_defaults(
+        run=run_rebuild
+    )
+
+    events = commands.add_parser("events", help="the event history")
+    event_actions = events.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = event_actions.add_parser("export", help="write the history as JSON lines")
+    export.add_argument(
+        "--after", type=int, default=0, metavar="POSITION", help="only events after this position"
+    )
+    export.add_argument("--aggregate", metavar="ID", help="only this aggregate's events")
+    export.add_argument("--follow", action="store_true", help="keep writing new events as they happen")
+    export.set_defaults(run=run_export)
+    return parser
+
+
+def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
-    from domain.errors import LedgerError
+    from domain.storage import parse_database_url
 
+    parse_database_url(settings.database_url)  # a bad URL fails here, with what to write instead
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        app = create_app(settings)
-        print(
-            f"jobledger: serving on http://{settings.host}:{settings.port}/ (store: {settings.database_url})"
-        )
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
-    except LedgerError as exc:
-        print(f"jobledger: {exc}", file=sys.stderr)
-        return 2
+    print(f"jobledger: serving on http://{settings.host}:{settings.port}/ (store: {settings.database_url})")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     return 0
+
+
+def _open(settings: Settings):  # type: ignore[no-untyped-def]
+    from domain.ledger import Ledger
+    from projections.service import ReadSide
+
+    ledger = Ledger(settings.database_url)
+    return ledger, ReadSide(ledger, settings.finished_grace_s, settings.archive_after_s)
+
+
+def run_status(settings: Settings, args: argparse.Namespace) -> int:
+    ledger, read_side = _open(settings)
+    read_side.runner.setup()
+    status = read_side.runner.status()
+    print(f"{'projection':<14}{'position':>12}{'head':>12}{'lag':>10}")
+    print(f"{'read models':<14}{status.position:>12,}{status.head:>12,}{status.lag:>10,}")
+    read_side.stop()
+    ledger.close()
+    return 0
+
+
+def run_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    ledger, read_side = _open(settings)
+    started = time.monotonic()
+    applied = read_side.runner.rebuild(progress=progress_bar("replaying", sys.stderr.isatty()))
+    elapsed = time.monotonic() - started
+    rate = applied / elapsed if elapsed > 0 else 0.0
+    print(f"\nrebuilt the read models from {applied:,} events in {elapsed:.1f} s ({rate:,.0f} events/s)")
+    read_side.stop()
+    ledger.close()
+    return 0
+
+
+def progress_bar(label: str, live: bool) -> Callable[[int, int], None]:
+    """A progress line on stderr: redrawn in place on a terminal, every 10% otherwise."""
+    last_tenth = -1
+
+    def show(done: int, total: int) -> None:
+        nonlocal last_tenth
+        fraction = done / total if total else 1.0
+        tenth = int(fraction * 10)
+        if not live and tenth == last_tenth:
+            return
+        last_tenth = tenth
+        bar = "#" * int(fraction * 30)
+        line = f"{label} [{bar:<30}] {fraction:6.1%} {done:,}/{total:,} events"
+        print(f"\r{line}" if live else line, end="" if live else "\n", file=sys.stderr, flush=True)
+
+    return show
+
+
+def run_export(settings: Settings, args: argparse.Namespace) -> int:
+    from domain.history import History
+    from domain.ledger import Ledger
+
+    ledger = Ledger(settings.database_url)
+    history = History(ledger)
+    after = args.after
+    try:
+        while True:
+            if args.aggregate:
+                records = [r for r in history.of_aggregate(args.aggregate) if r.position > after]
+            else:
+                records = history.read(after, 1000)
+            for record in records:
+                sys.stdout.write(record.to_json_line() + "\n")
+                after = record.position
+            sys.stdout.flush()
+            if len(records) == 1000 and not args.aggregate:
+                continue
+            if not args.follow:
+                return 0
+            time.sleep(0.2)
+    except BrokenPipeError:  # the reader (e.g. `head`) has had enough
+        return 0
+    finally:
+        ledger.close()
 
 
 if __name__ == "__main__":

@@ -64,6 +64,13 @@ class ChangeFeed:
             except RuntimeError:  # that loop has closed
                 self._drop(queue)
 
+    def hear(self, payload: str) -> None:
+        """An announcement from another process (PostgreSQL NOTIFY)."""
+        try:
+            self.publish(Change.from_payload(payload))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring a malformed change announcement: %s", exc)
+
     def advance(self, position: int) -> None:
         """Note a position reached without a change to announce (e.g. read at start-up)."""
         self.publish(Change(first=position, position=position))
@@ -119,17 +126,3 @@ class ChangeFeed:
     def _drop(self, queue: asyncio.Queue[Change]) -> None:
         with self._cond:
             self._subscribers = [(lp, q) for lp, q in self._subscribers if q is not queue]
-
-
-async def listen_postgres(feed: ChangeFeed, connect: Any, channel: str) -> Any:
-    """Feed `feed` from PostgreSQL NOTIFY; returns the asyncpg connection (close it to stop)."""
-    conn = await connect()
-
-    def heard(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        try:
-            feed.publish(Change.from_payload(payload))
-        except (ValueError, KeyError) as exc:
-            log.warning("ignoring a malformed change announcement: %s", exc)
-
-    await conn.add_listener(channel, heard)
-    return conn

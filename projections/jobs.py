@@ -4,6 +4,8 @@ from its tasks."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from domain.history import Record
 from domain.job import FINISHED
 from projections.batch import Batch, Handler, as_json
@@ -43,10 +45,20 @@ def created(tx: Tx, r: Record, batch: Batch) -> None:
         ' metadata, max_attempts, created, modified, "user", modifier)'
         " VALUES (?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            r.aggregate_id, d["code"], d["queue_id"], d["status"], own,
+            r.aggregate_id,
+            d["code"],
+            d["queue_id"],
+            d["status"],
+            own,
             own if own is not None else _queue_priority(tx, d["queue_id"]),
-            d["source"], d["destination"], as_json(d["metadata"]), d["max_attempts"],
-            r.timestamp, r.timestamp, r.actor, r.actor,
+            d["source"],
+            d["destination"],
+            as_json(d["metadata"]),
+            d["max_attempts"],
+            r.timestamp,
+            r.timestamp,
+            r.actor,
+            r.actor,
         ),
     )
     count(tx, d["queue_id"], d["status"], +1)
@@ -85,7 +97,9 @@ def updated(tx: Tx, r: Record, batch: Batch) -> None:
         job = _job(tx, r.aggregate_id)
         own = changes["priority"]
         values["own_priority"] = own
-        values["priority"] = own if own is not None else _queue_priority(tx, str(job["queue_id"]) if job else "")
+        values["priority"] = (
+            own if own is not None else _queue_priority(tx, str(job["queue_id"]) if job else "")
+        )
     if "metadata" in changes:
         values["metadata"] = as_json(changes["metadata"])
     for name in ("destination", "max_attempts"):
@@ -159,15 +173,15 @@ def roll_up(tx: Tx, job_ids: set[str]) -> None:
         )
 
 
-def summarise(tasks: list[dict[str, object]], status: str) -> tuple[int, int, float, str | None]:
+def summarise(tasks: list[dict[str, Any]], status: str) -> tuple[int, int, float, str | None]:
     """(size, progress 0..100 weighted by size, speed MB/s, etr) of a job's counted tasks."""
-    sizes = [int(t["size"]) for t in tasks]  # type: ignore[call-overload]
+    sizes = [int(t["size"]) for t in tasks]
     size = sum(sizes) if sizes and min(sizes) >= 0 else -1
     weights = sizes if size > 0 else [1] * len(tasks)
     total = sum(weights)
-    done = sum(w * int(t["progress"]) for w, t in zip(weights, tasks, strict=True))  # type: ignore[call-overload]
+    done = sum(w * int(t["progress"]) for w, t in zip(weights, tasks, strict=True))
     progress = 100 if status == "DONE" else (done // total if total else 0)
-    speed = 0.0 if status in FINISHED else round(sum(float(t["speed"]) for t in tasks), 3)  # type: ignore[arg-type]
+    speed = 0.0 if status in FINISHED else round(sum(float(t["speed"]) for t in tasks), 3)
     etr = None
     if speed > 0 and size > 0:
         etr = format_etr(size * (100 - progress) / 100 / (speed * 1_000_000))

@@ -91,7 +91,13 @@ TASK_FIELDS: dict[str, Field] = {
     "job.id": Field("t.job_id", "id"),
 }
 # Sort names users bring from Anyscale's sorting directives.
-_SORT_ALIASES = {"createdat": "created", "name": "code", "creatorid": "user", "creatoremail": "user", "queuestate": "state"}
+_SORT_ALIASES = {
+    "createdat": "created",
+    "name": "code",
+    "creatorid": "user",
+    "creatoremail": "user",
+    "queuestate": "state",
+}
 _NULL_LOW = {"text": "''", "id": "''", "enum": "''", "int": "-1", "float": "-1", "bool": "FALSE"}
 
 
@@ -140,7 +146,7 @@ class ReadModels:
 
     # -- single rows -----------------------------------------------------------
 
-    async def queue(self, id: str | None = None, code: str | None = None) -> Row | None:  # noqa: A002
+    async def queue(self, id: str | None = None, code: str | None = None) -> Row | None:
         if id is None and code is None:
             raise ValidationError("queue", "give an id or a code")
         column, value = ("id", id) if id is not None else ("code", code)
@@ -154,7 +160,7 @@ class ReadModels:
         rows = await self._by_ids(f"SELECT * FROM {QUEUES} q WHERE q.id IN", ids)
         return {r["id"]: _queue(r) for r in rows}
 
-    async def job(self, id: str) -> Row | None:  # noqa: A002
+    async def job(self, id: str) -> Row | None:
         rows = await self.store.fetch(f"SELECT * FROM {JOBS} j WHERE j.id = ?", (id,))
         return rows[0] if rows else None
 
@@ -162,7 +168,7 @@ class ReadModels:
         rows = await self._by_ids(f"SELECT * FROM {JOBS} j WHERE j.id IN", ids)
         return {r["id"]: r for r in rows}
 
-    async def task(self, id: str) -> Row | None:  # noqa: A002
+    async def task(self, id: str) -> Row | None:
         rows = await self.store.fetch(f"SELECT * FROM {TASKS} t WHERE t.id = ?", (id,))
         return rows[0] if rows else None
 
@@ -229,7 +235,9 @@ class ReadModels:
         if statuses:
             filters.append(f"t.status IN ({', '.join('?' * len(statuses))})")
             params += [str(s) for s in statuses]
-        return await self._page(f"{TASKS} t", TASK_FIELDS, where, filters, params, [Sort("uri")], first, after)
+        return await self._page(
+            f"{TASKS} t", TASK_FIELDS, where, filters, params, [Sort("uri")], first, after
+        )
 
     async def _page(
         self,
@@ -249,8 +257,10 @@ class ReadModels:
             filters.append(f"({sql})")
             params += values
         sort = resolve_sort(fields, order_by)
-        keys = [f"COALESCE({f.sql}, {_NULL_LOW.get(f.kind, 'NULL')})" if f.kind != "datetime" else f.sql
-                for _, f, _ in sort]
+        keys = [
+            f"COALESCE({f.sql}, {_NULL_LOW.get(f.kind, 'NULL')})" if f.kind != "datetime" else f.sql
+            for _, f, _ in sort
+        ]
         condition = " AND ".join(filters) or "1=1"
         total = await self.store.fetch(f"SELECT COUNT(*) AS n FROM {table} WHERE {condition}", params)
         page_filters, page_params = list(filters), list(params)
@@ -258,7 +268,9 @@ class ReadModels:
             sql, values = _after(keys, sort, decode_cursor(after, len(keys)), self.store.backend)
             page_filters.append(sql)
             page_params += values
-        order = ", ".join(f"{k} {'DESC' if desc else 'ASC'}" for k, (_, _, desc) in zip(keys, sort, strict=True))
+        order = ", ".join(
+            f"{k} {'DESC' if desc else 'ASC'}" for k, (_, _, desc) in zip(keys, sort, strict=True)
+        )
         selected = ", ".join(f"{k} AS _k{i}" for i, k in enumerate(keys))
         rows = await self.store.fetch(
             f"SELECT *, {selected} FROM {table} WHERE {' AND '.join(page_filters) or '1=1'}"
@@ -274,7 +286,9 @@ class ReadModels:
         return Page(rows, has_next, cursor, int(total[0]["n"]))
 
 
-def _after(keys: list[str], sort: list[tuple[str, Field, bool]], values: list[Any], backend: str) -> tuple[str, list[Any]]:
+def _after(
+    keys: list[str], sort: list[tuple[str, Field, bool]], values: list[Any], backend: str
+) -> tuple[str, list[Any]]:
     """Rows strictly after the cursor in the sort order: (a > x) OR (a = x AND b > y) OR ...
 
     Timestamps may be NULL (finished): NULL sorts first ascending in SQLite and
@@ -325,7 +339,9 @@ def decode_cursor(cursor: str, length: int) -> list[Any]:
     except (ValueError, TypeError):
         values = None
     if not isinstance(values, list) or len(values) != length:
-        raise ValidationError("after", "is not a cursor from this list; use pageInfo.endCursor of the previous page")
+        raise ValidationError(
+            "after", "is not a cursor from this list; use pageInfo.endCursor of the previous page"
+        )
     return values
 
 

@@ -147,14 +147,16 @@ class ProjectionRunner:
 
     # -- running in the background ---------------------------------------------
 
-    def wake(self) -> None:
+    def wake(self, position: int = 0) -> None:
         """New events were written: apply them now rather than at the next poll."""
         self._wake.set()
 
     def start(self, poll_interval: float = 0.05) -> None:
         self.setup()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(poll_interval,), name="projections", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(poll_interval,), name="projections", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 10) -> None:
@@ -168,7 +170,8 @@ class ProjectionRunner:
         failures = 0
         while not self._stop.is_set():
             try:
-                self.catch_up()
+                if self.store.try_lead("projections"):
+                    self.catch_up()
                 failures = 0
             except Exception:  # keep following the log; a store hiccup must not end the runner
                 failures += 1

@@ -15,11 +15,23 @@ def created(tx: Tx, r: Record, batch: Batch) -> None:
     d = r.data
     tx.execute(
         f"INSERT INTO {TASKS} (id, job_id, seq, uri, status, priority, source, destination, source_path,"
-        " destination_path, size, metadata, created, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " destination_path, size, metadata, created, modified)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            r.aggregate_id, d["job_id"], int(d["uri"]), d["uri"], d["status"], d["priority"],
-            as_json(d["source"]), as_json(d["destination"]), location_path(d["source"]),
-            location_path(d["destination"]), d["size"], as_json(d["metadata"]), r.timestamp, r.timestamp,
+            r.aggregate_id,
+            d["job_id"],
+            int(d["uri"]),
+            d["uri"],
+            d["status"],
+            d["priority"],
+            as_json(d["source"]),
+            as_json(d["destination"]),
+            location_path(d["source"]),
+            location_path(d["destination"]),
+            d["size"],
+            as_json(d["metadata"]),
+            r.timestamp,
+            r.timestamp,
         ),
     )
     _changed(r, batch, d["job_id"])
@@ -58,8 +70,14 @@ def status_changed(tx: Tx, r: Record, batch: Batch) -> None:
 
 def retried(tx: Tx, r: Record, batch: Batch) -> None:
     values = {
-        "status": r.data["status"], "attempts": 0, "error": None, "finished": None, "progress": 0,
-        "bytes_done": 0, "speed": 0.0, "modified": r.timestamp,
+        "status": r.data["status"],
+        "attempts": 0,
+        "error": None,
+        "finished": None,
+        "progress": 0,
+        "bytes_done": 0,
+        "speed": 0.0,
+        "modified": r.timestamp,
     }
     _update(tx, r, values)
     _changed(r, batch, _job_of(tx, r.aggregate_id))

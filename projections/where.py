@@ -36,7 +36,7 @@ QMARK: Placeholder = lambda i: "?"  # noqa: E731 - sqlite3 style
 DOLLAR: Placeholder = lambda i: f"${i}"  # noqa: E731 - asyncpg / PostgreSQL style
 
 MAX_LENGTH = 4000
-MAX_DEPTH = 50
+MAX_DEPTH = 10  # parentheses + NOTs; SQLite < 3.46 has a fixed parser stack of 100 entries
 
 _FIELD = "where"
 _OPERATORS = ("<=", ">=", "<>", "!=", "=", "<", ">")  # longest first
@@ -129,11 +129,10 @@ class _Parser:
 
     def parse(self) -> str:
         prefix = _PREFIX.match(self.text)
-        after = "the start"
-        if prefix is not None:
-            self.pos, after = prefix.end(), "'where'"
-        if self.peek() == "":
-            self.fail(self.pos, f"expected a condition after {after}")
+        if prefix is not None:  # `Job where ...`: the entity is implied by the caller
+            self.pos = prefix.end()
+            if self.peek() == "":
+                self.fail(self.pos, "expected a condition after 'where'")
         sql = self.or_expr()
         if self.peek() == ")":
             self.fail(self.pos, "unmatched ')'")
@@ -167,26 +166,28 @@ class _Parser:
         self.peek()
         start = self.pos
         match = _IDENT.match(self.text, self.pos)
-        is_not = match is not None and match.group().upper() == "NOT"
-        if match is not None and is_not and not self.text.startswith(_OPERATORS, self._after_space(match.end())):
+        # `NOT` is the keyword unless an operator follows it (then it is a misused field name).
+        if match and match.group().upper() == "NOT" and not self._operator_at(match.end()):
             self.pos = match.end()
-            return f"({self.nested(start, 'NOT')}) IS NOT TRUE"
+            return f"({self.nested(start, 'NOT')} IS NOT TRUE)"
         if self.peek() == "(":
             opened = self.pos
             self.pos += 1
             inner = self.nested(opened, "(")
             if self.peek() != ")":
+                found = self.found()
                 self.fail(
-                    self.pos, f"expected AND, OR or ')' to close the '(' at column {opened + 1}, found {self.found()}"
+                    self.pos,
+                    f"expected AND, OR or ')' to close the '(' at column {opened + 1}, found {found}",
                 )
             self.pos += 1
             return inner
         return self.comparison(after)
 
-    def _after_space(self, pos: int) -> int:
+    def _operator_at(self, pos: int) -> bool:
         while pos < len(self.text) and self.text[pos].isspace():
             pos += 1
-        return pos
+        return self.text.startswith(_OPERATORS, pos)
 
     def nested(self, start: int, what: str) -> str:
         """Parse what follows NOT or '(' one level deeper, refusing too deep nesting."""
@@ -218,7 +219,8 @@ class _Parser:
         operator = next((op for op in _OPERATORS if self.text.startswith(op, self.pos)), None)
         operator_at = self.pos
         if operator is None:
-            self.fail(self.pos, f"expected an operator (= != <> < <= > >=) after '{name}', found {self.found()}")
+            found = self.found()
+            self.fail(self.pos, f"expected an operator (= != <> < <= > >=) after '{name}', found {found}")
         self.pos += len(operator)
         value_at, value, quoted = self.value(operator)
         if not quoted and value.upper() == "NULL":
@@ -250,8 +252,11 @@ class _Parser:
         self.pos = end
         value = self.text[start:end]
         if value.upper() in _KEYWORDS:
-            self.fail(start, f"expected a value after '{operator}', found the keyword '{value.upper()}' "
-                      "(put it in double quotes to mean the text)")
+            self.fail(
+                start,
+                f"expected a value after '{operator}', found the keyword '{value.upper()}' "
+                "(put it in double quotes to mean the text)",
+            )
         return start, value, False
 
     def quoted(self) -> str:
@@ -302,6 +307,7 @@ def _convert(parser: _Parser, label: str, field: Field, value: str, at: int) -> 
                 moment = moment.replace(tzinfo=UTC)
             return moment.astimezone(UTC)
         except (ValueError, OverflowError):
-            parser.fail(at, f"'{label}' needs an ISO 8601 date and time such as "
-                        f"2026-01-01T00:00:00Z, not '{value}'")
+            parser.fail(
+                at, f"'{label}' needs an ISO 8601 date and time such as 2026-01-01T00:00:00Z, not '{value}'"
+            )
     return value

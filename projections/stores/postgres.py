@@ -60,6 +60,7 @@ class PostgresReadStore:
         self._local = threading.local()
         self._opened: list[psycopg.Connection[Row]] = []
         self._pool: asyncpg.Pool | None = None
+        self._leases: dict[str, psycopg.Connection[Any]] = {}
 
     def _connect(self) -> psycopg.Connection[Row]:
         conn = getattr(self._local, "conn", None)
@@ -80,6 +81,22 @@ class PostgresReadStore:
         with self._connect().cursor() as cursor:
             cursor.execute(numbered(sql, "%s"), list(params))
             return cursor.fetchall()
+
+    def try_lead(self, role: str) -> bool:
+        """Hold PostgreSQL's advisory lock for `role` on a connection of its own: exactly one
+        instance leads; when it dies its connection closes and another takes over."""
+        conn = self._leases.get(role)
+        if conn is not None and not conn.closed:
+            return True
+        conn = psycopg.connect(**conninfo(self.config), autocommit=True)
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(hashtext(%s))", (f"jobledger:{self.schema}:{role}",)
+        ).fetchone()
+        if row and row[0]:
+            self._leases[role] = conn
+            return True
+        conn.close()
+        return False
 
     async def open_async(self) -> None:
         if self._pool is None:
@@ -107,8 +124,22 @@ class PostgresReadStore:
             await self._pool.close()
             self._pool = None
 
+    async def listen(self, callback: Any) -> Any:
+        """A connection that calls `callback(payload)` on each announcement; close it to stop."""
+        info = conninfo(self.config)
+        conn = await asyncpg.connect(
+            host=info["host"],
+            port=info["port"],
+            user=info["user"],
+            password=info["password"],
+            database=info["dbname"],
+        )
+        await conn.add_listener(CHANNEL, lambda _c, _pid, _ch, payload: callback(payload))
+        return conn
+
     def close(self) -> None:
-        for conn in self._opened:
+        for conn in [*self._opened, *self._leases.values()]:
             conn.close()
         self._opened.clear()
+        self._leases.clear()
         self._local = threading.local()

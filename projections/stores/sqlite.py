@@ -89,6 +89,14 @@ class SQLiteReadStore:
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return await asyncio.to_thread(self.read, sql, params)
 
+    def try_lead(self, role: str) -> bool:
+        """One process owns an SQLite file: it always leads."""
+        return True
+
+    async def listen(self, callback: Any) -> None:
+        """Nothing to listen to: the runner in this process publishes directly."""
+        return None
+
     async def open_async(self) -> None:
         return None
 
