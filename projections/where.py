@@ -9,9 +9,10 @@ The language (see the comment above `type Query` in the contract)::
 
 Keywords and field names are case-insensitive; a leading ``<Entity> where`` (as in
 ``Job where status=aborted``) is ignored. A bare value runs up to whitespace, a
-parenthesis or a quote. Values only ever reach the database as parameters; the SQL
-text holds nothing but the configured ``Field.sql`` snippets, placeholders and
-fixed keywords.
+parenthesis or a quote (``code=a(b`` is an error: quote such values). NUL characters and
+lone surrogates are refused anywhere, as neither can reach PostgreSQL. Values only ever
+reach the database as parameters; the SQL text holds nothing but the configured
+``Field.sql`` snippets, placeholders and fixed keywords.
 
 Logic is two-valued: a comparison against a NULL column is false, and ``NOT x`` /
 ``!=`` / ``<>`` are true exactly when the positive comparison is not, so
@@ -59,13 +60,15 @@ class Field:
 
 
 def compile_where(
-    expression: str, fields: Mapping[str, Field], placeholder: Placeholder, *, first_index: int = 1
+    expression: str | None, fields: Mapping[str, Field], placeholder: Placeholder, *, first_index: int = 1
 ) -> tuple[str, list[object]]:
-    """Return ``(sql, params)`` for `expression`; an empty one gives ``("1=1", [])``.
+    """Return ``(sql, params)`` for `expression`; an empty one (or None) gives ``("1=1", [])``.
 
     Placeholders are numbered from `first_index`. Any problem with the expression
     raises ``ValidationError("where", "column N: ...")``; nothing else is raised.
     """
+    if expression is None:
+        return "1=1", []
     if len(expression) > MAX_LENGTH:
         raise ValidationError(
             _FIELD, f"the expression is {len(expression)} characters long; at most {MAX_LENGTH} are allowed"

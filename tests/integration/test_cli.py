@@ -39,7 +39,7 @@ def test_events_export_writes_the_history_as_json_lines(ledger, store_url):
         "data",
     }
     after = jobledger(store_url, "events", "export", "--after", "5")
-    assert [json.loads(x)["position"] for x in after.stdout.splitlines()][0] == 6
+    assert json.loads(after.stdout.splitlines()[0])["position"] == 6
     mine = jobledger(store_url, "events", "export", "--aggregate", job_id)
     assert [json.loads(x)["type"] for x in mine.stdout.splitlines()] == [
         r.type for r in History(ledger).of_aggregate(job_id)
