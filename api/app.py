@@ -5,14 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from cross_web import HTTPException
+from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
+from api.context import Services, new_loaders
+from api.schema import build_schema
 from api.settings import Settings
+from api.subscriptions import SharedReads
 from domain.ledger import Ledger
 from projections.service import ReadSide
 
@@ -20,9 +32,71 @@ log = logging.getLogger("jobledger")
 READY_LAG = 1000  # events the read models may trail the store by and still be ready
 
 
+class LedgerGraphQL(GraphQL):  # type: ignore[type-arg]
+    """Strawberry's ASGI view with jobledger's per-request context."""
+
+    def __init__(self, app: Starlette) -> None:
+        super().__init__(
+            build_schema(),
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+            keep_alive=True,
+            keep_alive_interval=15,
+        )
+        self.app = app
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | None = None
+    ) -> dict[str, Any]:
+        state = self.app.state
+        return {
+            "request": request,
+            "response": response,
+            "services": state.services,
+            "read": state.read_side.models,
+            "shared": state.shared,
+            "loaders": new_loaders(state.read_side.models),
+        }
+
+
+class RequestLog:
+    """One readable line per HTTP request: method, path, status, time, caller, request id."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+        request_id = uuid.uuid4().hex[:12]
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            headers = dict(scope.get("headers") or [])
+            user = headers.get(b"x-jobledger-user", b"-").decode(errors="replace")
+            log.info(
+                "%s %s %d %.1f ms user=%s id=%s",
+                scope["method"],
+                scope["path"],
+                status,
+                (time.perf_counter() - started) * 1000,
+                user,
+                request_id,
+            )
+
+
 def create_app(settings: Settings) -> Starlette:
     """The service: opens the store (creating the default queue on first start), runs the
-    projection runner and the clock in-process, and serves the API."""
+    projection runner and the clock in-process, and serves the API at /graphql."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -30,11 +104,15 @@ def create_app(settings: Settings) -> Starlette:
         read_side = ReadSide(ledger, settings.finished_grace_s, settings.archive_after_s)
         await asyncio.to_thread(read_side.start)
         await read_side.start_async()
-        app.state.ledger, app.state.read_side = ledger, read_side
+        executor = ThreadPoolExecutor(max_workers=settings.command_threads, thread_name_prefix="command")
+        app.state.read_side = read_side
+        app.state.services = Services(ledger, read_side, executor)
+        app.state.shared = SharedReads(read_side.models)
         log.info("store %s open at position %d", ledger.store.display, ledger.position())
         try:
             yield
         finally:
+            executor.shutdown(wait=True, cancel_futures=True)
             await read_side.stop_async()
             await asyncio.to_thread(read_side.stop)
             ledger.close()
@@ -54,4 +132,15 @@ def create_app(settings: Settings) -> Starlette:
             return JSONResponse({"status": "catching up", **body}, status_code=503)
         return JSONResponse({"status": "ready", **body})
 
-    return Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz)], lifespan=lifespan)
+    app = Starlette(lifespan=lifespan)
+    graphql = LedgerGraphQL(app)
+    app.router.routes.extend(
+        [
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+        ]
+    )
+    app.add_middleware(RequestLog)
+    return app

@@ -25,6 +25,7 @@ class Settings:
     port: int = 8000
     finished_grace_s: int = 3600
     archive_after_s: int = 14 * 24 * 3600
+    command_threads: int = 16
 
     @classmethod
     def from_env(cls) -> Settings:

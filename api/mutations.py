@@ -1,0 +1,281 @@
+"""Mutation resolvers: domain commands in the thread pool, answered from the read models
+once they include the change (read-your-writes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from api.context import Context, actor, services
+from api.types import ExecutionMode, Job, JobStatus, Queue, QueueStatus, Task, TaskStatus
+from domain import queue as queue_domain
+from domain.errors import NotFoundError
+from domain.rules import UNSET
+from projections.stores import Row
+
+MISSING: Any = strawberry.UNSET
+
+
+def given(value: Any) -> Any:
+    """GraphQL's 'left out' becomes the domain's UNSET; an explicit null stays None."""
+    return UNSET if value is strawberry.UNSET else value
+
+
+def _str(value: Any) -> Any:
+    return str(value) if value is not None and value is not strawberry.UNSET else given(value)
+
+
+@strawberry.input
+class CreateQueueInput:
+    code: str
+    priority: int | None = 500
+    status: QueueStatus | None = queue_domain.QueueStatus.WAITING  # type: ignore[valid-type]
+    default: bool | None = False
+    description: str | None = ""
+    metadata: JSON | None = MISSING
+    tags: JSON | None = MISSING
+    max_concurrency: int | None = MISSING
+    idle_timeout_s: int | None = MISSING
+    execution_mode: ExecutionMode | None = queue_domain.ExecutionMode.PRIORITY  # type: ignore[valid-type]
+    parent: str | None = MISSING
+    max_attempts: int | None = MISSING
+
+
+@strawberry.input
+class UpdateQueueInput:
+    priority: int | None = MISSING
+    status: QueueStatus | None = MISSING  # type: ignore[valid-type]
+    default: bool | None = MISSING
+    description: str | None = MISSING
+    metadata: JSON | None = MISSING
+    max_concurrency: int | None = MISSING
+    idle_timeout_s: int | None = MISSING
+    execution_mode: ExecutionMode | None = MISSING  # type: ignore[valid-type]
+    max_attempts: int | None = MISSING
+
+
+@strawberry.input
+class TaskInput:
+    source: JSON
+    destination: JSON | None = MISSING
+    size: int | None = MISSING
+    priority: int | None = MISSING
+    metadata: JSON | None = MISSING
+
+    def spec(self) -> dict[str, Any]:
+        values = {
+            "source": self.source,
+            "destination": self.destination,
+            "size": self.size,
+            "priority": self.priority,
+            "metadata": self.metadata,
+        }
+        return {k: v for k, v in values.items() if v is not strawberry.UNSET}
+
+
+@strawberry.input
+class CreateJobInput:
+    code: str | None = MISSING
+    queue: str | None = MISSING
+    source: str | None = MISSING
+    destination: str | None = MISSING
+    status: JobStatus | None = MISSING  # type: ignore[valid-type]
+    priority: int | None = MISSING
+    metadata: JSON | None = MISSING
+    tasks: list[TaskInput] | None = MISSING
+    max_attempts: int | None = MISSING
+
+
+@strawberry.input
+class UpdateJobInput:
+    status: JobStatus | None = MISSING  # type: ignore[valid-type]
+    priority: int | None = MISSING
+    metadata: JSON | None = MISSING
+    queue: str | None = MISSING
+    destination: str | None = MISSING
+    max_attempts: int | None = MISSING
+
+
+@strawberry.input
+class TaskUpdateInput:
+    id: strawberry.ID
+    status: TaskStatus | None = MISSING  # type: ignore[valid-type]
+    priority: int | None = MISSING
+    metadata: JSON | None = MISSING
+
+    def update(self) -> dict[str, Any]:
+        values = {
+            "id": str(self.id),
+            "status": self.status,
+            "priority": self.priority,
+            "metadata": self.metadata,
+        }
+        return {k: v for k, v in values.items() if v is not strawberry.UNSET}
+
+
+def _or(value: Any, default: Any = None) -> Any:
+    return default if value is strawberry.UNSET else value
+
+
+async def _queue(info: Info[Context, Any], queue_id: str) -> Queue:
+    rows = await info.context["read"].queues_by_id([queue_id])
+    return Queue.from_row(_found(rows.get(queue_id), "Queue", queue_id))
+
+
+async def _job(info: Info[Context, Any], job_id: str) -> Job:
+    return Job.from_row(_found(await info.context["read"].job(job_id), "Job", job_id))
+
+
+async def _tasks(info: Info[Context, Any], task_ids: list[str]) -> list[Task]:
+    rows = await info.context["read"].tasks_by_id(task_ids)
+    return [Task.from_row(_found(rows.get(i), "Task", i)) for i in task_ids]
+
+
+def _found(row: Row | None, kind: str, key: str) -> Row:
+    if row is None:
+        raise NotFoundError(kind, key)
+    return row
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def create_queue(self, info: Info[Context, None], input: CreateQueueInput) -> Queue:
+        ledger = services(info).ledger
+        written = await services(info).run(
+            ledger.create_queue,
+            input.code,
+            priority=input.priority,
+            status=input.status,
+            default=input.default,
+            description=input.description,
+            metadata=_or(input.metadata),
+            tags=_or(input.tags),
+            max_concurrency=_or(input.max_concurrency),
+            idle_timeout_s=_or(input.idle_timeout_s),
+            execution_mode=input.execution_mode,
+            parent=_or(input.parent),
+            max_attempts=_or(input.max_attempts),
+            actor=actor(info),
+        )
+        return await _queue(info, written.id)
+
+    @strawberry.mutation
+    async def update_queue(
+        self, info: Info[Context, None], id: strawberry.ID, input: UpdateQueueInput
+    ) -> Queue:
+        changes = {
+            name: given(getattr(input, name))
+            for name in (
+                "priority",
+                "status",
+                "default",
+                "description",
+                "metadata",
+                "max_concurrency",
+                "idle_timeout_s",
+                "execution_mode",
+                "max_attempts",
+            )
+            if getattr(input, name) is not strawberry.UNSET
+        }
+        written = await services(info).run(
+            services(info).ledger.update_queue, str(id), **changes, actor=actor(info)
+        )
+        return await _queue(info, written.id)
+
+    @strawberry.mutation(description="seal: no new jobs; running ones go on")
+    async def archive_queue(self, info: Info[Context, None], id: strawberry.ID) -> Queue:
+        written = await services(info).run(services(info).ledger.seal_queue, str(id), actor=actor(info))
+        return await _queue(info, written.id)
+
+    @strawberry.mutation(description="abort every job of it that is not finished")
+    async def terminate_queue(self, info: Info[Context, None], id: strawberry.ID) -> Queue:
+        written = await services(info).run(services(info).ledger.terminate_queue, str(id), actor=actor(info))
+        return await _queue(info, written.id)
+
+    @strawberry.mutation(description="its unfinished jobs move to the default queue")
+    async def delete_queue(self, info: Info[Context, None], id: strawberry.ID) -> strawberry.ID:
+        written = await services(info).run(services(info).ledger.delete_queue, str(id), actor=actor(info))
+        return strawberry.ID(written.id)
+
+    @strawberry.mutation
+    async def add_queue_tags(self, info: Info[Context, None], id: strawberry.ID, tags: JSON) -> Queue:
+        written = await services(info).run(
+            services(info).ledger.add_queue_tags, str(id), tags, actor=actor(info)
+        )
+        return await _queue(info, written.id)
+
+    @strawberry.mutation
+    async def remove_queue_tags(self, info: Info[Context, None], id: strawberry.ID, keys: list[str]) -> Queue:
+        written = await services(info).run(
+            services(info).ledger.remove_queue_tags, str(id), list(keys), actor=actor(info)
+        )
+        return await _queue(info, written.id)
+
+    @strawberry.mutation
+    async def create_job(self, info: Info[Context, None], input: CreateJobInput) -> Job:
+        tasks = _or(input.tasks)
+        written = await services(info).run(
+            services(info).ledger.create_job,
+            queue=_or(input.queue),
+            code=_or(input.code),
+            source=_or(input.source),
+            destination=_or(input.destination),
+            status=_or(input.status),
+            priority=_or(input.priority),
+            metadata=_or(input.metadata),
+            tasks=[t.spec() for t in tasks] if tasks else None,
+            max_attempts=_or(input.max_attempts),
+            actor=actor(info),
+        )
+        return await _job(info, written.id)
+
+    @strawberry.mutation
+    async def update_job(self, info: Info[Context, None], id: strawberry.ID, input: UpdateJobInput) -> Job:
+        changes = {
+            name: given(getattr(input, name))
+            for name in ("status", "priority", "metadata", "queue", "destination", "max_attempts")
+            if getattr(input, name) is not strawberry.UNSET
+        }
+        written = await services(info).run(
+            services(info).ledger.update_job, str(id), **changes, actor=actor(info)
+        )
+        return await _job(info, written.id)
+
+    @strawberry.mutation
+    async def delete_job(self, info: Info[Context, None], id: strawberry.ID) -> strawberry.ID:
+        written = await services(info).run(services(info).ledger.delete_job, str(id), actor=actor(info))
+        return strawberry.ID(written.id)
+
+    @strawberry.mutation(
+        description="A task whose source and destination equal an existing task's retries that task "
+        "instead, or is rejected with CONFLICT when allowDuplicates is false."
+    )
+    async def add_tasks(
+        self,
+        info: Info[Context, None],
+        job_id: strawberry.ID,
+        tasks: list[TaskInput],
+        allow_duplicates: bool | None = True,
+    ) -> list[Task]:
+        written = await services(info).run(
+            services(info).ledger.add_tasks,
+            str(job_id),
+            [t.spec() for t in tasks],
+            allow_duplicates=True if allow_duplicates is None else allow_duplicates,
+            actor=actor(info),
+        )
+        return await _tasks(info, written.ids)
+
+    @strawberry.mutation
+    async def update_tasks(
+        self, info: Info[Context, None], job_id: strawberry.ID, tasks: list[TaskUpdateInput]
+    ) -> list[Task]:
+        written = await services(info).run(
+            services(info).ledger.update_tasks, str(job_id), [t.update() for t in tasks], actor=actor(info)
+        )
+        return await _tasks(info, written.ids)

@@ -1,0 +1,161 @@
+"""Query resolvers: reads from the projections, never from the write side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from api.context import Context, services
+from api.types import (
+    Event,
+    EventConnection,
+    Job,
+    JobConnection,
+    JobPhase,
+    Long,
+    PageInfo,
+    Queue,
+    QueueConnection,
+    SortDirective,
+    SortOrder,
+    Task,
+    TaskConnection,
+)
+from domain.errors import ValidationError
+from domain.history import History
+from domain.job import JobPhase as DomainJobPhase
+from projections.query import Sort, check_first
+
+
+def sorts(order_by: list[SortDirective] | None) -> list[Sort] | None:
+    if not order_by:
+        return None
+    return [Sort(d.field, descending=d.order == SortOrder.DESC) for d in order_by]
+
+
+def _opt(value: Any) -> Any:
+    """strawberry.UNSET and None both mean 'not given' for optional query arguments."""
+    return value if value else None
+
+
+async def event_page(
+    info: Info[Context, Any],
+    *,
+    aggregate_id: str | None = None,
+    types: list[str] | None = None,
+    after: int = 0,
+    first: int = 100,
+) -> EventConnection:
+    check_first(first)
+    if after < 0:
+        raise ValidationError("after", "must be a position, 0 or more")
+    history = History(services(info).ledger)
+    if aggregate_id:
+        history.topics_for(types)  # validates the names
+        records = await services(info).call(history.of_aggregate, aggregate_id)
+        records = [r for r in records if r.position > after and (not types or r.type in types)][: first + 1]
+    else:
+        records = await services(info).call(history.read, after, first + 1, types)
+    shown = records[:first]
+    return EventConnection(
+        nodes=[Event.from_record(r) for r in shown],
+        page_info=PageInfo(
+            has_next_page=len(records) > first, end_cursor=str(shown[-1].position) if shown else None
+        ),
+    )
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def queue(
+        self,
+        info: Info[Context, None],
+        id: strawberry.ID | None = strawberry.UNSET,
+        code: str | None = strawberry.UNSET,
+    ) -> Queue | None:
+        row = await info.context["read"].queue(id=_opt(id), code=_opt(code))
+        return Queue.from_row(row) if row else None
+
+    @strawberry.field
+    async def queues(
+        self,
+        info: Info[Context, None],
+        where: str | None = strawberry.UNSET,
+        include_archived: bool | None = False,
+        order_by: list[SortDirective] | None = strawberry.UNSET,
+        first: int | None = 50,
+        after: str | None = strawberry.UNSET,
+    ) -> QueueConnection:
+        page = await info.context["read"].queues(
+            where=_opt(where),
+            include_archived=bool(include_archived),
+            order_by=sorts(_opt(order_by)),
+            first=50 if first is None else first,
+            after=_opt(after),
+        )
+        return QueueConnection.from_page(page)
+
+    @strawberry.field
+    async def job(self, info: Info[Context, None], id: strawberry.ID) -> Job | None:
+        row = await info.context["read"].job(str(id))
+        return Job.from_row(row) if row else None
+
+    @strawberry.field
+    async def jobs(
+        self,
+        info: Info[Context, None],
+        where: str | None = strawberry.UNSET,
+        phase: JobPhase | None = DomainJobPhase.ACTIVE,  # type: ignore[valid-type]
+        queue: str | None = strawberry.UNSET,
+        order_by: list[SortDirective] | None = strawberry.UNSET,
+        first: int | None = 50,
+        after: str | None = strawberry.UNSET,
+    ) -> JobConnection:
+        page = await info.context["read"].jobs(
+            where=_opt(where),
+            phase=str(phase) if phase else None,
+            queue=_opt(queue),
+            order_by=sorts(_opt(order_by)),
+            first=50 if first is None else first,
+            after=_opt(after),
+        )
+        return JobConnection.from_page(page)
+
+    @strawberry.field
+    async def task(self, info: Info[Context, None], id: strawberry.ID) -> Task | None:
+        row = await info.context["read"].task(str(id))
+        return Task.from_row(row) if row else None
+
+    @strawberry.field
+    async def tasks(
+        self,
+        info: Info[Context, None],
+        job_id: strawberry.ID,
+        where: str | None = strawberry.UNSET,
+        first: int | None = 100,
+        after: str | None = strawberry.UNSET,
+    ) -> TaskConnection:
+        page = await info.context["read"].tasks(
+            str(job_id), where=_opt(where), first=100 if first is None else first, after=_opt(after)
+        )
+        return TaskConnection.from_page(page)
+
+    @strawberry.field
+    async def events(
+        self,
+        info: Info[Context, None],
+        aggregate_id: strawberry.ID | None = strawberry.UNSET,
+        types: list[str] | None = strawberry.UNSET,
+        after: Long | None = strawberry.UNSET,  # type: ignore[valid-type]
+        first: int | None = 100,
+    ) -> EventConnection:
+        return await event_page(
+            info,
+            aggregate_id=_opt(aggregate_id),
+            types=_opt(types),
+            after=after or 0,
+            first=100 if first is None else first,
+        )

@@ -1,0 +1,49 @@
+"""The GraphQL schema: the contract's operations, with caching and abuse limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+
+from strawberry.schema.config import StrawberryConfig
+
+from api.errors import ErrorCodes
+from api.types import LONG_SCALAR, Long
+from api.mutations import Mutation
+from api.queries import Query
+from api.subscriptions import Subscription
+
+MAX_DEPTH = 10
+MAX_TOKENS = 4000
+MAX_ALIASES = 30
+
+
+class LedgerSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """Users' mistakes are answered, not logged as errors; ErrorCodes logs the internal ones."""
+
+
+def build_schema() -> strawberry.Schema:
+    return LedgerSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        config=StrawberryConfig(scalar_map={Long: LONG_SCALAR}),
+        extensions=[
+            ErrorCodes,
+            ParserCache(maxsize=1000),
+            ValidationCache(maxsize=1000),
+            QueryDepthLimiter(max_depth=MAX_DEPTH),
+            MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        ],
+    )

@@ -1,0 +1,368 @@
+"""GraphQL types of the contract, each built from a read-model row."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import Enum
+from typing import Any, NewType
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from api.context import Context, loaders
+from domain import job as job_domain
+from domain import queue as queue_domain
+from domain import task as task_domain
+from projections.query import Page
+
+Long = NewType("Long", int)
+
+
+def _parse_long(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("Long must be a whole number")
+    if not -(2**63) <= value < 2**63:
+        raise ValueError("Long must fit in 64 bits")
+    return value
+
+
+LONG_SCALAR = strawberry.scalar(
+    name="Long",
+    serialize=int,
+    parse_value=_parse_long,
+    description="64-bit integer, serialized as a JSON number",
+)
+
+
+QueueStatus = strawberry.enum(queue_domain.QueueStatus, name="QueueStatus")
+QueueState = strawberry.enum(queue_domain.QueueState, name="QueueState")
+ExecutionMode = strawberry.enum(queue_domain.ExecutionMode, name="ExecutionMode")
+JobStatus = strawberry.enum(job_domain.JobStatus, name="JobStatus")
+JobPhase = strawberry.enum(job_domain.JobPhase, name="JobPhase")
+TaskStatus = strawberry.enum(task_domain.TaskStatus, name="TaskStatus")
+
+
+@strawberry.enum
+class SortOrder(Enum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class Queue:
+    id: strawberry.ID
+    code: str
+    priority: int
+    status: QueueStatus  # type: ignore[valid-type]
+    state: QueueState  # type: ignore[valid-type]
+    default: bool
+    uri: str
+    description: str
+    metadata: JSON
+    tags: JSON
+    max_concurrency: int | None
+    idle_timeout_s: int | None
+    execution_mode: ExecutionMode  # type: ignore[valid-type]
+    max_attempts: int | None = strawberry.field(description="tries per task before it fails; null: 3")
+    total_jobs: int
+    successful_jobs: int
+    failed_jobs: int
+    active_jobs: int
+    created: datetime
+    modified: datetime
+    user: str | None
+    modifier: str | None
+    deleted: bool = strawberry.field(description="true once the queue has been deleted")
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Queue:
+        return cls(
+            id=strawberry.ID(row["id"]),
+            code=row["code"],
+            priority=row["priority"],
+            status=queue_domain.QueueStatus(row["status"]),
+            state=queue_domain.QueueState(row["state"]),
+            default=bool(row["is_default"]),
+            uri=row["uri"],
+            description=row["description"],
+            metadata=_json(row["metadata"]),
+            tags=_json(row["tags"]),
+            max_concurrency=row["max_concurrency"],
+            idle_timeout_s=row["idle_timeout_s"],
+            execution_mode=queue_domain.ExecutionMode(row["execution_mode"]),
+            max_attempts=row["max_attempts"],
+            total_jobs=row["total_jobs"],
+            successful_jobs=row["successful_jobs"],
+            failed_jobs=row["failed_jobs"],
+            active_jobs=row["active_jobs"],
+            created=row["created"],
+            modified=row["modified"],
+            user=row["user"],
+            modifier=row["modifier"],
+            deleted=bool(row["deleted"]),
+        )
+
+    @strawberry.field
+    async def jobs(
+        self,
+        info: Info[Context, None],
+        status: list[JobStatus] | None = strawberry.UNSET,  # type: ignore[valid-type]
+        first: int | None = 50,
+        after: str | None = strawberry.UNSET,
+    ) -> JobConnection:
+        page = await info.context["read"].jobs(
+            phase=None,
+            queue=str(self.id),
+            statuses=status or None,
+            first=_first(first, 50),
+            after=after or None,
+        )
+        return JobConnection.from_page(page)
+
+
+@strawberry.type
+class Job:
+    id: strawberry.ID
+    code: str
+    status: JobStatus  # type: ignore[valid-type]
+    phase: JobPhase  # type: ignore[valid-type]
+    priority: int
+    source: str | None
+    destination: str | None
+    progress: int
+    size: Long  # type: ignore[valid-type]
+    speed: float
+    etr: str | None
+    metadata: JSON
+    max_attempts: int | None = strawberry.field(
+        description="tries per task before it fails; null: its queue's"
+    )
+    created: datetime
+    modified: datetime
+    finished: datetime | None
+    user: str | None
+    modifier: str | None
+    queue_id: strawberry.Private[str]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        return cls(
+            id=strawberry.ID(row["id"]),
+            code=row["code"],
+            status=job_domain.JobStatus(row["status"]),
+            phase=job_domain.JobPhase(row["phase"]),
+            priority=row["priority"],
+            source=row["source"],
+            destination=row["destination"],
+            progress=row["progress"],
+            size=row["size"],
+            speed=float(row["speed"]),
+            etr=row["etr"],
+            metadata=_json(row["metadata"]),
+            max_attempts=row["max_attempts"],
+            created=row["created"],
+            modified=row["modified"],
+            finished=row["finished"],
+            user=row["user"],
+            modifier=row["modifier"],
+            queue_id=row["queue_id"],
+        )
+
+    @strawberry.field(description='"<queue uri>" the job sits in')
+    async def uri(self, info: Info[Context, None]) -> str:
+        queue = await loaders(info).queue.load(self.queue_id)
+        return str(queue["uri"]) if queue else ""
+
+    @strawberry.field
+    async def queue(self, info: Info[Context, None]) -> Queue:
+        row = await loaders(info).queue.load(self.queue_id)
+        return Queue.from_row(row)
+
+    @strawberry.field
+    async def tasks(
+        self,
+        info: Info[Context, None],
+        status: list[TaskStatus] | None = strawberry.UNSET,  # type: ignore[valid-type]
+        first: int | None = 100,
+        after: str | None = strawberry.UNSET,
+    ) -> TaskConnection:
+        key = (str(self.id), tuple(str(s) for s in status or ()), _first(first, 100), after or None)
+        return TaskConnection.from_page(await loaders(info).tasks.load(key))
+
+    @strawberry.field(description="its own history, oldest first")
+    async def events(
+        self,
+        info: Info[Context, None],
+        first: int | None = 100,
+        after: Long | None = strawberry.UNSET,  # type: ignore[valid-type]
+    ) -> EventConnection:
+        from api.queries import event_page
+
+        return await event_page(info, aggregate_id=str(self.id), after=after or 0, first=_first(first, 100))
+
+
+@strawberry.type
+class Task:
+    id: strawberry.ID
+    uri: str
+    status: TaskStatus  # type: ignore[valid-type]
+    priority: int
+    source: JSON
+    destination: JSON | None
+    size: Long  # type: ignore[valid-type]
+    progress: int
+    attempts: int
+    worker: str | None
+    error: str | None
+    result: JSON | None
+    metadata: JSON
+    created: datetime
+    finished: datetime | None
+    time: Long | None  # type: ignore[valid-type]
+    job_id: strawberry.Private[str]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Task:
+        return cls(
+            id=strawberry.ID(row["id"]),
+            uri=row["uri"],
+            status=task_domain.TaskStatus(row["status"]),
+            priority=row["priority"],
+            source=_json(row["source"]),
+            destination=_json(row["destination"]),
+            size=row["size"],
+            progress=row["progress"],
+            attempts=row["attempts"],
+            worker=row["worker"],
+            error=row["error"],
+            result=_json(row["result"]),
+            metadata=_json(row["metadata"]),
+            created=row["created"],
+            finished=row["finished"],
+            time=row["time"],
+            job_id=row["job_id"],
+        )
+
+    @strawberry.field
+    async def job(self, info: Info[Context, None]) -> Job:
+        row = await loaders(info).job.load(self.job_id)
+        return Job.from_row(row)
+
+
+@strawberry.type
+class Event:
+    position: Long  # type: ignore[valid-type]
+    aggregate_id: strawberry.ID
+    aggregate_type: str
+    version: int
+    type: str
+    timestamp: datetime
+    actor: str | None
+    data: JSON
+
+    @classmethod
+    def from_record(cls, record: Any) -> Event:
+        return cls(
+            position=record.position,
+            aggregate_id=strawberry.ID(record.aggregate_id),
+            aggregate_type=record.aggregate_type,
+            version=record.version,
+            type=record.type,
+            timestamp=record.timestamp,
+            actor=record.actor,
+            data=record.data,
+        )
+
+
+@strawberry.type
+class QueueConnection:
+    nodes: list[Queue]
+    page_info: PageInfo
+    total_count: int
+
+    @classmethod
+    def from_page(cls, page: Page) -> QueueConnection:
+        return cls(
+            nodes=[Queue.from_row(r) for r in page.nodes],
+            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+            total_count=page.total_count,
+        )
+
+
+@strawberry.type
+class JobConnection:
+    nodes: list[Job]
+    page_info: PageInfo
+    total_count: int
+
+    @classmethod
+    def from_page(cls, page: Page) -> JobConnection:
+        return cls(
+            nodes=[Job.from_row(r) for r in page.nodes],
+            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+            total_count=page.total_count,
+        )
+
+
+@strawberry.type
+class TaskConnection:
+    nodes: list[Task]
+    page_info: PageInfo
+    total_count: int
+
+    @classmethod
+    def from_page(cls, page: Page) -> TaskConnection:
+        return cls(
+            nodes=[Task.from_row(r) for r in page.nodes],
+            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+            total_count=page.total_count,
+        )
+
+
+@strawberry.type
+class EventConnection:
+    nodes: list[Event]
+    page_info: PageInfo
+
+
+@strawberry.input
+class SortDirective:
+    field: str
+    order: SortOrder | None = SortOrder.ASC
+
+
+@strawberry.type
+class JobProgress:
+    job_id: strawberry.ID
+    status: JobStatus  # type: ignore[valid-type]
+    progress: int
+    speed: float
+    etr: str | None
+    size: Long  # type: ignore[valid-type]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> JobProgress:
+        return cls(
+            job_id=strawberry.ID(row["id"]),
+            status=job_domain.JobStatus(row["status"]),
+            progress=row["progress"],
+            speed=float(row["speed"]),
+            etr=row["etr"],
+            size=row["size"],
+        )
+
+
+def _first(first: int | None, default: int) -> int:
+    return default if first is None else first
