@@ -10,7 +10,8 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from api.context import Context, actor, services
-from api.types import ExecutionMode, Job, JobStatus, Queue, QueueStatus, Task, TaskStatus
+from api.types import ExecutionMode, Job, JobStatus, Long, Queue, QueueStatus, Task, TaskStatus
+from api.work import WorkMutation
 from domain import queue as queue_domain
 from domain.errors import NotFoundError
 from domain.rules import UNSET
@@ -61,7 +62,7 @@ class UpdateQueueInput:
 class TaskInput:
     source: JSON
     destination: JSON | None = MISSING
-    size: int | None = MISSING
+    size: Long | None = MISSING  # type: ignore[valid-type]
     priority: int | None = MISSING
     metadata: JSON | None = MISSING
 
@@ -141,7 +142,7 @@ def _found(row: Row | None, kind: str, key: str) -> Row:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(WorkMutation):
     @strawberry.mutation
     async def create_queue(self, info: Info[Context, None], input: CreateQueueInput) -> Queue:
         ledger = services(info).ledger

@@ -13,14 +13,13 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
-
 from strawberry.schema.config import StrawberryConfig
 
 from api.errors import ErrorCodes
-from api.types import LONG_SCALAR, Long
 from api.mutations import Mutation
 from api.queries import Query
 from api.subscriptions import Subscription
+from api.types import LONG_SCALAR, Long
 
 MAX_DEPTH = 10
 MAX_TOKENS = 4000

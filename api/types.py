@@ -366,3 +366,24 @@ class JobProgress:
 
 def _first(first: int | None, default: int) -> int:
     return default if first is None else first
+
+
+@strawberry.type
+class TaskLease:
+    id: strawberry.ID
+    worker: str
+    expires: datetime
+    task_row: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field
+    def task(self) -> Task:
+        return Task.from_row(self.task_row)
+
+    @classmethod
+    def from_row(cls, lease_id: str, row: dict[str, Any]) -> TaskLease:
+        return cls(
+            id=strawberry.ID(lease_id),
+            worker=row["worker"] or "",
+            expires=row["lease_expires"] or row["modified"],
+            task_row=row,
+        )

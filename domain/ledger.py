@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-import random
-import time
 from datetime import datetime
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, Recording
-from eventsourcing.persistence import IntegrityError
 
-from domain.base import acting_as
+from domain.commands import Written, command
+from domain.dispatch import Dispatch
 from domain.errors import ConflictError, NotFoundError, ValidationError
 from domain.inputs import TaskSpec, job_code, task_specs
 from domain.job import CREATABLE, DEFAULT_MAX_ATTEMPTS, Job, JobPhase, JobStatus
@@ -33,52 +29,10 @@ from domain.storage import StoreConfig, database_url_from_env, parse_database_ur
 from domain.task import Task, TaskStatus, identity_key, needs_destination
 from domain.unit_of_work import UnitOfWork
 
-P = ParamSpec("P")
-R = TypeVar("R")
-MAX_COMMAND_ATTEMPTS = 12
 DEFAULT_QUEUE_CODE = "default"
 
 
-@dataclass(frozen=True)
-class Written:
-    """What a command wrote: the ids it answers with, and the store position of its last event."""
-
-    ids: list[str] = field(default_factory=list)
-    position: int = 0
-
-    @property
-    def id(self) -> str:
-        return self.ids[0]
-
-
-def command(fn: Callable[..., list[str]]) -> Callable[..., Written]:
-    """Run `fn` as one atomic command, recording `actor`; retry it from fresh state on a
-    version conflict, and report CONFLICT if other writers keep winning."""
-
-    @functools.wraps(fn)
-    def run(self: Ledger, *args: Any, actor: str | None = None, **kwargs: Any) -> Written:
-        with acting_as(actor):
-            for attempt in range(MAX_COMMAND_ATTEMPTS):
-                uow = UnitOfWork(self.repository)
-                ids = fn(self, uow, *args, **kwargs)
-                changed = uow.changed()
-                if not changed:
-                    return Written(ids=ids, position=self.position())
-                try:
-                    recordings = self.save(*changed)
-                except IntegrityError:
-                    time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
-                    continue
-                return Written(ids=ids, position=max(r.notification.id for r in recordings))
-        raise ConflictError(
-            f"{fn.__name__.replace('_', ' ')} kept colliding with other writers "
-            f"({MAX_COMMAND_ATTEMPTS} attempts); try again"
-        )
-
-    return run
-
-
-class Ledger(Application[Any]):
+class Ledger(Dispatch, Application[Any]):
     """Queues, jobs and tasks, event-sourced. Commands validate everything before they
     write, save every aggregate they touched in one transaction, and write nothing
     when they fail."""
@@ -263,8 +217,11 @@ class Ledger(Application[Any]):
         default = uow.get(Queue, registry.default_queue_id)
         moved = list(queue.open_jobs)
         for job_id in moved:
-            uow.get(Job, job_id).move(str(queue.id), str(default.id))
+            job = uow.get(Job, job_id)
+            job.move(str(queue.id), str(default.id))
             default.add_job(job_id, f"moved from deleted queue {queue.code}")
+            if job.status == JobStatus.RUNNING:
+                default.start_job(job_id)  # it keeps running, even beyond the default's limit
         queue.delete(moved, str(default.id))
         registry.release(queue.code)
         if queue.parent_id:
@@ -381,8 +338,11 @@ class Ledger(Application[Any]):
     def delete_job(self, uow: UnitOfWork, job_id: str) -> list[str]:
         """Delete the job. Its tasks stay in the history, as every event does."""
         job = uow.get(Job, job_id)
-        if not job.is_finished:
-            uow.get(Queue, job.queue_id).remove_job(str(job.id), "deleted")
+        queue = uow.get(Queue, job.queue_id, allow_deleted=True)
+        if job.status == JobStatus.RUNNING and not queue.deleted:
+            queue.stop_job(str(job.id))
+        if not job.is_finished and not queue.deleted:
+            queue.remove_job(str(job.id), "deleted")
         job.delete()
         return [str(job.id)]
 
@@ -415,6 +375,10 @@ class Ledger(Application[Any]):
             return
         target.check_accepts_jobs()
         source = uow.get(Queue, job.queue_id, allow_deleted=True)
+        if job.status == JobStatus.RUNNING:
+            target.check_room_for(str(job.id))
+            source.stop_job(str(job.id))
+            target.start_job(str(job.id))
         if not job.is_finished:
             if not source.deleted:
                 source.remove_job(str(job.id), f"moved to {target.code}")
@@ -424,11 +388,17 @@ class Ledger(Application[Any]):
     def _set_status(self, uow: UnitOfWork, job: Job, status: JobStatus, *, by_user: bool) -> None:
         """Change the job's status and keep its queue's list of unfinished jobs exact."""
         was_finished, previous = job.is_finished, job.status
+        if status == JobStatus.RUNNING:
+            uow.get(Queue, job.queue_id).check_room_for(str(job.id))
         if not job.change_status(status, by_user=by_user):
             return
+        queue = uow.get(Queue, job.queue_id, allow_deleted=True)
+        if previous == JobStatus.RUNNING and not queue.deleted:
+            queue.stop_job(str(job.id))
+        if status == JobStatus.RUNNING:
+            queue.start_job(str(job.id))
         if was_finished == job.is_finished:
             return
-        queue = uow.get(Queue, job.queue_id, allow_deleted=True)
         if job.is_finished:
             queue.remove_job(str(job.id), str(status).lower())
             return

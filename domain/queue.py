@@ -78,6 +78,8 @@ class Queue(LedgerAggregate):
         self.children: list[str] = []
         # Unfinished jobs, in arrival order: what terminate and delete act on.
         self.open_jobs: dict[str, bool] = {}
+        # Jobs RUNNING now: never more than max_concurrency of them.
+        self.running_jobs: dict[str, bool] = {}
         self.deleted = False
 
     # -- rules ---------------------------------------------------------------
@@ -90,6 +92,21 @@ class Queue(LedgerAggregate):
         if self.state == QueueState.SEALED:
             raise ConflictError(
                 f"queue {self.code!r} is sealed (archived) and accepts no new jobs; submit to another queue"
+            )
+
+    @property
+    def is_enabled(self) -> bool:
+        """Hands out work: not disabled, not deleted (a sealed queue still runs its jobs)."""
+        return self.status == QueueStatus.WAITING and not self.deleted
+
+    @property
+    def has_room(self) -> bool:
+        return self.max_concurrency is None or len(self.running_jobs) < self.max_concurrency
+
+    def check_room_for(self, job_id: str) -> None:
+        if job_id not in self.running_jobs and not self.has_room:
+            raise ConflictError(
+                f"queue {self.code!r} already runs {len(self.running_jobs)} jobs, its maxConcurrency"
             )
 
     def check_deletable(self) -> None:
@@ -130,11 +147,13 @@ class Queue(LedgerAggregate):
     def terminate(self, aborted_job_ids: list[str]) -> None:
         for job_id in aborted_job_ids:
             self.open_jobs.pop(job_id, None)
+            self.running_jobs.pop(job_id, None)
 
     @event("Deleted")
     def delete(self, moved_job_ids: list[str], moved_to: str) -> None:
         self.deleted = True
         self.open_jobs = {}
+        self.running_jobs = {}
 
     @event("TagsAdded")
     def add_tags(self, tags: dict[str, str]) -> None:
@@ -151,6 +170,14 @@ class Queue(LedgerAggregate):
     @event("JobRemoved")
     def remove_job(self, job_id: str, reason: str) -> None:
         self.open_jobs.pop(job_id, None)
+
+    @event("JobStarted")
+    def start_job(self, job_id: str) -> None:
+        self.running_jobs[job_id] = True
+
+    @event("JobStopped")
+    def stop_job(self, job_id: str) -> None:
+        self.running_jobs.pop(job_id, None)
 
     @event("ChildAdded")
     def add_child(self, child_id: str) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from enum import StrEnum
+from uuid import uuid4
 from typing import Any
 
 from eventsourcing.domain import event
 
 from domain.base import LedgerAggregate
-from domain.errors import InvalidTransitionError, ValidationError
+from domain.errors import ConflictError, InvalidTransitionError, ValidationError
 
 
 class TaskStatus(StrEnum):
@@ -123,6 +125,14 @@ class Task(LedgerAggregate):
         self.attempts = 0
         self.error: str | None = None
         self.finished: Any = None
+        self.result: Any = None
+        self.progress = 0
+        # The live lease, if a worker holds the task.
+        self.worker: str | None = None
+        self.lease_id: str | None = None
+        self.lease_expires: Any = None
+        self.lease_seconds = 0
+        self.lease_renewed: Any = None
 
     class StatusChanged(LedgerAggregate.Event):
         previous: str
@@ -131,9 +141,14 @@ class Task(LedgerAggregate):
         def apply(self, task: Task) -> None:
             task.status = TaskStatus(self.status)
             task.finished = self.timestamp if task.status in (S.DONE, S.FAILED) else None
+            if task.status == S.DONE:
+                task.progress = 100
             if task.status == S.QUEUED and self.previous in (S.FAILED, S.DONE, S.EXCLUDED):
                 task.attempts = 0
                 task.error = None
+                task.progress = 0
+            if task.status not in IN_FLIGHT:
+                task.lease_id = task.lease_expires = None
 
     # One event name per status, so the history reads `Task.Excluded`, `Task.Done`, ...
     class Pending(StatusChanged):
@@ -180,6 +195,116 @@ class Task(LedgerAggregate):
         self.trigger_event(event_class, previous=str(self.status), status=str(status))
         return True
 
+    # -- leases ----------------------------------------------------------------
+
+    def check_lease(self, lease_id: str, now: datetime) -> None:
+        """The lease is this task's live one: not finished, released or expired."""
+        if self.lease_id != lease_id or self.status not in IN_FLIGHT:
+            raise ConflictError(f"lease {lease_id} is finished or was taken away; claim the task again")
+        if self.lease_expires < now:
+            raise ConflictError(
+                f"lease {lease_id} expired at {self.lease_expires.isoformat()}; the task is queued again"
+            )
+
+    class Claimed(LedgerAggregate.Event):
+        lease_id: str
+        worker: str
+        expires: datetime
+        lease_seconds: int
+
+        def apply(self, task: Task) -> None:
+            task.status = S.BOOTING
+            task.attempts += 1
+            task.worker, task.lease_id, task.lease_expires = self.worker, self.lease_id, self.expires
+            task.lease_seconds, task.lease_renewed = self.lease_seconds, self.timestamp
+            task.progress, task.finished, task.result = 0, None, None
+
+    class LeaseRenewed(LedgerAggregate.Event):
+        lease_id: str
+        expires: datetime
+        progress: int | None
+        bytes_done: int | None
+        speed: float | None
+
+        def apply(self, task: Task) -> None:
+            task.lease_expires, task.lease_renewed = self.expires, self.timestamp
+            if self.progress is not None:
+                task.progress = self.progress
+
+    class Completed(LedgerAggregate.Event):
+        lease_id: str
+        result: Any
+
+        def apply(self, task: Task) -> None:
+            task.status, task.progress, task.result, task.error = S.DONE, 100, self.result, None
+            task.finished = self.timestamp
+            task.lease_id = task.lease_expires = None
+
+    class AttemptFailed(LedgerAggregate.Event):
+        """The worker failed (or the lease expired, or was released): queued again, or FAILED."""
+
+        lease_id: str
+        error: str | None
+        status: str
+
+        def apply(self, task: Task) -> None:
+            task.status = TaskStatus(self.status)
+            if self.error is not None:
+                task.error = self.error
+            task.finished = self.timestamp if task.status == S.FAILED else None
+            task.lease_id = task.lease_expires = None
+
+    class LeaseExpired(AttemptFailed):
+        pass
+
+    class LeaseReleased(AttemptFailed):
+        def apply(self, task: Task) -> None:
+            super().apply(task)
+            task.attempts -= 1  # given back unworked: not an attempt
+
+    def claim(self, worker: str, lease_seconds: int, now: datetime) -> str:
+        if self.status != S.QUEUED:
+            raise ConflictError(f"task {self.uri} is {self.status}, not QUEUED")
+        lease_id = f"{self.id}.{uuid4().hex[:12]}"
+        self.trigger_event(
+            self.Claimed,
+            lease_id=lease_id,
+            worker=worker,
+            expires=now + timedelta(seconds=lease_seconds),
+            lease_seconds=lease_seconds,
+        )
+        return lease_id
+
+    def renew(self, lease_id: str, now: datetime, progress: int | None, bytes_done: int | None,
+              speed: float | None) -> bool:
+        """Extend the lease; coalesced to one event a second unless the lease runs short."""
+        self.check_lease(lease_id, now)
+        if self.status == S.BOOTING:
+            self.trigger_event(Task.Executing, previous=str(self.status), status=str(S.EXECUTING))
+        elif (now - self.lease_renewed).total_seconds() < 1 and (
+            (self.lease_expires - now).total_seconds() > self.lease_seconds / 2
+        ):
+            return False
+        self.trigger_event(
+            self.LeaseRenewed,
+            lease_id=lease_id,
+            expires=now + timedelta(seconds=self.lease_seconds),
+            progress=progress,
+            bytes_done=bytes_done,
+            speed=speed,
+        )
+        return True
+
+    def complete(self, lease_id: str, now: datetime, result: Any) -> None:
+        self.check_lease(lease_id, now)
+        self.trigger_event(self.Completed, lease_id=lease_id, result=result)
+
+    def fail_attempt(self, lease_id: str, error: str | None, *, final: bool, how: str = "failed") -> None:
+        """End the lease without success: FAILED if `final`, else queued again."""
+        event = {"failed": self.AttemptFailed, "expired": self.LeaseExpired, "released": self.LeaseReleased}[how]
+        status = S.FAILED if final else S.QUEUED
+        self.trigger_event(event, lease_id=lease_id, error=error, status=str(status))
+
     @event("Retried")
     def retry(self, status: str) -> None:
         """Run the task again: its duplicate was added to the job."""
@@ -187,6 +312,7 @@ class Task(LedgerAggregate):
         self.attempts = 0
         self.error = None
         self.finished = None
+        self.progress = 0
 
     @event("Updated")
     def update(self, changes: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from domain.ledger import Ledger
-from projections.schema import JOBS, RUNNER_NAME, TRACKING
+from projections.schema import JOBS, RUNNER_NAME, TASKS, TRACKING
 from projections.stores import ReadStore
 
 log = logging.getLogger("jobledger.clock")
@@ -42,9 +42,22 @@ class Clock:
     def tick(self, now: datetime | None = None) -> tuple[int, int]:
         """Make every move that is due at `now`; returns (retired, archived)."""
         now = now or datetime.now(UTC)
+        self.expire_leases(now)
         retired = self._move("ACTIVE", now - self.grace, self.ledger.retire_jobs)
         archived = self._move("FINISHED", now - self.archive_after, self.ledger.archive_jobs)
         return retired, archived
+
+    def expire_leases(self, now: datetime) -> int:
+        """Leases past their deadline end: their tasks are queued again (or fail)."""
+        due = self.store.read(
+            f"SELECT id FROM {TASKS} WHERE lease_expires IS NOT NULL AND lease_expires < ?"
+            " ORDER BY lease_expires LIMIT ?",
+            (now, BATCH),
+        )
+        if not due:
+            return 0
+        written = self.ledger.expire_leases([row["id"] for row in due], now, actor=CLOCK_ACTOR)
+        return len(written.ids)
 
     def _move(self, phase: str, cutoff: datetime, command: Callable[..., object]) -> int:
         moved = 0
@@ -71,7 +84,7 @@ class Clock:
                 return
             self._stop.wait(0.05)
 
-    def start(self, interval: float = 1.0) -> None:
+    def start(self, interval: float = 0.5) -> None:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, args=(interval,), name="clock", daemon=True)
         self._thread.start()

@@ -209,9 +209,13 @@ class ReadModels:
         first: int = 50,
         after: str | None = None,
         statuses: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
     ) -> Page:
         filters: list[str] = []
         params: list[Any] = []
+        if ids is not None:
+            filters.append(f"j.id IN ({', '.join('?' * len(ids)) or 'NULL'})")
+            params += list(ids)
         if phase is not None:
             filters.append("j.phase = ?")
             params.append(str(phase))
@@ -238,6 +242,59 @@ class ReadModels:
         return await self._page(
             f"{TASKS} t", TASK_FIELDS, where, filters, params, [Sort("uri")], first, after
         )
+
+    async def claim_candidates(self, queues: Sequence[str] | None, count: int) -> list[str]:
+        """Queued tasks of dispatchable jobs in enabled queues, in hand-out order: queue
+        priority, job priority, then the queue's mode (FIFO oldest job first, LIFO newest
+        first, PRIORITY by task priority then oldest), then task order."""
+        params: list[Any] = []
+        only = ""
+        if queues:
+            marks = ", ".join("?" * len(queues))
+            only = f" AND (q.code IN ({marks}) OR q.id IN ({marks}))"
+            params += [*queues, *queues]
+        rows = await self.store.fetch(
+            f"SELECT t.id FROM {TASKS} t JOIN {JOBS} j ON j.id = t.job_id JOIN {QUEUES} q ON q.id = j.queue_id"
+            " WHERE t.status = 'QUEUED' AND j.status IN ('WAITING', 'RUNNING') AND q.status = 'WAITING'"
+            f" AND q.deleted = ?{only}"
+            " ORDER BY q.priority DESC, j.priority DESC,"
+            " CASE WHEN q.execution_mode = 'PRIORITY' THEN t.priority ELSE 0 END DESC,"
+            " CASE WHEN q.execution_mode = 'LIFO' THEN j.created END DESC,"
+            " j.created ASC, j.id, t.seq LIMIT ?",
+            [False, *params, count],
+        )
+        return [r["id"] for r in rows]
+
+    async def tasks_for_jobs(
+        self, job_ids: Sequence[str], statuses: Sequence[str] | None, first: int
+    ) -> dict[str, Page]:
+        """The first page of tasks of many jobs in two queries (rows and totals), for DataLoaders."""
+        check_first(first)
+        unique = list(dict.fromkeys(job_ids))
+        marks = ", ".join("?" * len(unique))
+        condition, params = f"t.job_id IN ({marks})", list(unique)
+        if statuses:
+            condition += f" AND t.status IN ({', '.join('?' * len(statuses))})"
+            params += [str(s) for s in statuses]
+        rows = await self.store.fetch(
+            f"SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.job_id ORDER BY t.seq) AS _rn"
+            f" FROM {TASKS} t WHERE {condition}) ranked WHERE _rn <= ? ORDER BY job_id, seq",
+            [*params, first + 1],
+        )
+        totals = await self.store.fetch(
+            f"SELECT t.job_id, COUNT(*) AS n FROM {TASKS} t WHERE {condition} GROUP BY t.job_id", params
+        )
+        counts = {r["job_id"]: int(r["n"]) for r in totals}
+        grouped: dict[str, list[Row]] = {job_id: [] for job_id in unique}
+        for row in rows:
+            row.pop("_rn", None)
+            grouped[row["job_id"]].append(row)
+        pages = {}
+        for job_id, found in grouped.items():
+            shown = found[:first]
+            cursor = encode_cursor([shown[-1]["seq"], shown[-1]["id"]]) if shown else None
+            pages[job_id] = Page(shown, len(found) > first, cursor, counts.get(job_id, 0))
+        return pages
 
     async def _page(
         self,

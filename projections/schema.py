@@ -90,6 +90,8 @@ DDL = [
         speed DOUBLE PRECISION NOT NULL DEFAULT 0,
         attempts INTEGER NOT NULL DEFAULT 0,
         worker TEXT,
+        lease_id TEXT,
+        lease_expires {{ts}},
         error TEXT,
         result TEXT,
         metadata TEXT NOT NULL,
@@ -101,4 +103,7 @@ DDL = [
     )""",
     f"CREATE UNIQUE INDEX IF NOT EXISTS jl_tasks_job_seq ON {TASKS} (job_id, seq)",
     f"CREATE INDEX IF NOT EXISTS jl_tasks_job_status ON {TASKS} (job_id, status)",
+    # Queued work in hand-out order, and live leases by deadline (for the clock).
+    f"CREATE INDEX IF NOT EXISTS jl_tasks_status_priority ON {TASKS} (status, priority, job_id, seq)",
+    f"CREATE INDEX IF NOT EXISTS jl_tasks_lease_expires ON {TASKS} (lease_expires)",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from domain.history import Record
 from domain.task import location_path
 from projections.batch import Batch, Handler, as_json
@@ -60,7 +62,7 @@ def status_changed(tx: Tx, r: Record, batch: Batch) -> None:
     if status == "QUEUED" and previous in _RESTARTED_FROM:
         values.update(attempts=0, error=None, progress=0, bytes_done=0)
     if status not in ("BOOTING", "EXECUTING"):
-        values["speed"] = 0.0
+        values.update(speed=0.0, lease_id=None, lease_expires=None)
     row = tx.one(f"SELECT job_id, started FROM {TASKS} WHERE id = ?", (r.aggregate_id,))
     if status == "DONE" and row and row["started"] is not None:
         values["time"] = int((r.timestamp - row["started"]).total_seconds() * 1000)
@@ -99,10 +101,63 @@ def _update(tx: Tx, r: Record, values: dict[str, object]) -> None:
     tx.execute(f"UPDATE {TASKS} SET {assignments} WHERE id = ?", (*values.values(), r.aggregate_id))
 
 
+def claimed(tx: Tx, r: Record, batch: Batch) -> None:
+    d = r.data
+    tx.execute(
+        f"UPDATE {TASKS} SET status = 'BOOTING', attempts = attempts + 1, worker = ?, lease_id = ?,"
+        " lease_expires = ?, started = ?, finished = NULL, result = NULL, error = NULL, progress = 0,"
+        " bytes_done = 0, speed = 0, modified = ? WHERE id = ?",
+        (d["worker"], d["lease_id"], datetime.fromisoformat(d["expires"]), r.timestamp, r.timestamp, r.aggregate_id),
+    )
+    _changed(r, batch, _job_of(tx, r.aggregate_id))
+
+
+def lease_renewed(tx: Tx, r: Record, batch: Batch) -> None:
+    d = r.data
+    values: dict[str, object] = {"lease_expires": datetime.fromisoformat(d["expires"]), "modified": r.timestamp}
+    for name in ("progress", "bytes_done", "speed"):
+        if d.get(name) is not None:
+            values[name] = d[name]
+    _update(tx, r, values)
+    _changed(r, batch, _job_of(tx, r.aggregate_id))
+
+
+def completed(tx: Tx, r: Record, batch: Batch) -> None:
+    row = tx.one(f"SELECT started FROM {TASKS} WHERE id = ?", (r.aggregate_id,))
+    values: dict[str, object] = {
+        "status": "DONE", "progress": 100, "result": as_json(r.data["result"]), "error": None,
+        "finished": r.timestamp, "lease_id": None, "lease_expires": None, "speed": 0.0, "modified": r.timestamp,
+    }
+    if row and row["started"] is not None:
+        values["time"] = int((r.timestamp - row["started"]).total_seconds() * 1000)
+    _update(tx, r, values)
+    _changed(r, batch, _job_of(tx, r.aggregate_id))
+
+
+def attempt_ended(tx: Tx, r: Record, batch: Batch) -> None:
+    d = r.data
+    values: dict[str, object] = {
+        "status": d["status"], "finished": r.timestamp if d["status"] == "FAILED" else None,
+        "lease_id": None, "lease_expires": None, "speed": 0.0, "modified": r.timestamp,
+    }
+    if d.get("error") is not None:
+        values["error"] = d["error"]
+    _update(tx, r, values)
+    if r.type == "Task.LeaseReleased":
+        tx.execute(f"UPDATE {TASKS} SET attempts = attempts - 1 WHERE id = ?", (r.aggregate_id,))
+    _changed(r, batch, _job_of(tx, r.aggregate_id))
+
+
 _STATUS_EVENTS = ("Pending", "Queued", "Booting", "Executing", "Failed", "PutOnHold", "Excluded", "Done")
 HANDLERS: dict[str, Handler] = {
     "Task.Created": created,
     "Task.Retried": retried,
     "Task.Updated": updated,
     **{f"Task.{name}": status_changed for name in _STATUS_EVENTS},
+    "Task.Claimed": claimed,
+    "Task.LeaseRenewed": lease_renewed,
+    "Task.Completed": completed,
+    "Task.AttemptFailed": attempt_ended,
+    "Task.LeaseExpired": attempt_ended,
+    "Task.LeaseReleased": attempt_ended,
 }

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from domain.storage import StoreConfig
 
 Row = dict[str, Any]
-TIME_COLUMNS = frozenset({"created", "modified", "finished", "started", "expires"})
+TIME_COLUMNS = frozenset({"created", "modified", "finished", "started", "expires", "lease_expires"})
 
 
 class Tx(Protocol):

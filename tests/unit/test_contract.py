@@ -14,6 +14,7 @@ from graphql import (
     build_schema,
     print_ast,
 )
+from graphql.pyutils import Undefined
 from graphql.utilities import ast_from_value
 
 from api.schema import build_schema as build_served
@@ -33,8 +34,13 @@ def served() -> GraphQLSchema:
 
 
 def default_of(arg) -> str | None:  # type: ignore[no-untyped-def]
-    from graphql.pyutils import Undefined
-
+    """The default as SDL text; graphql-core keeps SDL defaults as literals, code ones as values."""
+    default = getattr(arg, "default", None)
+    if default is not None and default.literal is not None:
+        return print_ast(default.literal)
+    if default is not None and default.value is not Undefined:
+        node = ast_from_value(default.value, arg.type)
+        return print_ast(node) if node else None
     if arg.default_value is Undefined:
         return None
     node = ast_from_value(arg.default_value, arg.type)

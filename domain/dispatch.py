@@ -1,0 +1,199 @@
+"""Handing work to workers: claims, leases, heartbeats, completion and failure.
+
+Candidates come from the read model in scheduling order; every rule is checked
+again here, on the aggregates, inside the command that writes the claim, so a
+stale candidate costs a skip, never a double hand-out: two claimers of one task
+collide on its version and the loser retries from fresh state.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from domain.commands import command
+from domain.errors import ConflictError, NotFoundError, ValidationError
+from domain.job import DEFAULT_MAX_ATTEMPTS, Job, JobStatus
+from domain.queue import Queue
+from domain.task import IN_FLIGHT, Task, TaskStatus
+from domain.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:
+    from domain.ledger import Ledger
+
+DISPATCHABLE = frozenset({JobStatus.WAITING, JobStatus.RUNNING})
+MAX_LEASE_SECONDS = 24 * 3600
+
+
+def task_id_of(lease_id: str) -> str:
+    """Lease ids are `<task id>.<random>`: the task is found without a lookup table."""
+    return str(lease_id).split(".", 1)[0]
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
+class Dispatch:
+    """The worker-facing commands of the Ledger."""
+
+    def max_attempts(self: Any, uow: UnitOfWork, job: Job) -> int:
+        """The job's own limit, else its queue's, else 3."""
+        if job.max_attempts:
+            return int(job.max_attempts)
+        queue = uow.get(Queue, job.queue_id, allow_deleted=True)
+        return int(queue.max_attempts or DEFAULT_MAX_ATTEMPTS)
+
+    @command
+    def claim_tasks(
+        self: Ledger,
+        uow: UnitOfWork,
+        worker: str,
+        candidates: list[str],
+        limit: int = 1,
+        lease_seconds: int = 60,
+        now: datetime | None = None,
+    ) -> list[str]:
+        """Lease up to `limit` of the candidate tasks (in their order) that may run now;
+        returns the lease ids."""
+        if not isinstance(worker, str) or not worker.strip():
+            raise ValidationError("worker", "name the worker (any non-empty string)")
+        if not isinstance(limit, int) or not 1 <= limit <= 500:
+            raise ValidationError("limit", "claim 1 to 500 tasks at a time")
+        if not isinstance(lease_seconds, int) or not 1 <= lease_seconds <= MAX_LEASE_SECONDS:
+            raise ValidationError("leaseSeconds", f"a lease lasts 1 to {MAX_LEASE_SECONDS} seconds")
+        leases: list[str] = []
+        for task_id in candidates:
+            if len(leases) >= limit:
+                break
+            lease = self._claim_one(uow, task_id, worker, lease_seconds, _now(now))
+            if lease is not None:
+                leases.append(lease)
+        return leases
+
+    def _claim_one(
+        self: Any, uow: UnitOfWork, task_id: str, worker: str, lease_seconds: int, now: datetime
+    ) -> str | None:
+        task = uow.find(Task, task_id)
+        if task is None or task.status != TaskStatus.QUEUED:
+            return None
+        job = uow.find(Job, task.job_id)
+        if job is None or job.status not in DISPATCHABLE:
+            return None
+        queue = uow.get(Queue, job.queue_id, allow_deleted=True)
+        if not queue.is_enabled:
+            return None
+        if job.status != JobStatus.RUNNING:
+            if not queue.has_room:
+                return None
+            self._set_status(uow, job, JobStatus.RUNNING, by_user=False)
+        lease_id = task.claim(worker, lease_seconds, now)
+        job.note_task_status(str(task.id), str(task.status))
+        return lease_id
+
+    def _leased(self: Any, uow: UnitOfWork, lease_id: str, now: datetime) -> tuple[Task, Job]:
+        """The task and job of a live lease; CONFLICT if the lease or its job is over."""
+        try:
+            task = uow.get(Task, task_id_of(lease_id))
+        except NotFoundError:
+            raise NotFoundError("Lease", lease_id) from None
+        task.check_lease(str(lease_id), now)
+        job = uow.find(Job, task.job_id)
+        if job is None or job.status == JobStatus.ABORTED:
+            raise ConflictError(f"the job of lease {lease_id} was aborted or deleted; stop working on it")
+        return task, job
+
+    @command
+    def heartbeat(
+        self: Ledger,
+        uow: UnitOfWork,
+        lease_id: str,
+        progress: int | None = None,
+        bytes_done: int | None = None,
+        speed: float | None = None,
+        now: datetime | None = None,
+    ) -> list[str]:
+        """Renew the lease and report progress (0..100), bytes done and speed (MB/s)."""
+        if progress is not None and (isinstance(progress, bool) or not 0 <= progress <= 100):
+            raise ValidationError("progress", "must be 0 to 100")
+        if bytes_done is not None and bytes_done < 0:
+            raise ValidationError("bytesDone", "must be 0 or more")
+        if speed is not None and speed < 0:
+            raise ValidationError("speed", "must be 0 or more (MB/s)")
+        task, _ = self._leased(uow, lease_id, _now(now))
+        task.renew(str(lease_id), _now(now), progress, bytes_done, speed)
+        return [str(lease_id)]
+
+    @command
+    def complete_task(
+        self: Ledger, uow: UnitOfWork, lease_id: str, result: Any = None, now: datetime | None = None
+    ) -> list[str]:
+        task, job = self._leased(uow, lease_id, _now(now))
+        task.complete(str(lease_id), _now(now), result)
+        job.note_task_status(str(task.id), str(task.status))
+        self._settle(uow, job)
+        return [str(task.id)]
+
+    @command
+    def complete_tasks(
+        self: Ledger, uow: UnitOfWork, completions: list[tuple[str, Any]], now: datetime | None = None
+    ) -> list[str]:
+        """Complete many leases in one atomic save (workers finishing small tasks in bulk).
+        Any lease that is no longer live refuses the whole batch with CONFLICT."""
+        done = []
+        for lease_id, result in completions:
+            task, job = self._leased(uow, lease_id, _now(now))
+            task.complete(str(lease_id), _now(now), result)
+            job.note_task_status(str(task.id), str(task.status))
+            done.append((task, job))
+        for job in {id(j): j for _, j in done}.values():
+            self._settle(uow, job)
+        return [str(task.id) for task, _ in done]
+
+    @command
+    def fail_task(
+        self: Ledger,
+        uow: UnitOfWork,
+        lease_id: str,
+        error: str,
+        retry: bool = True,
+        now: datetime | None = None,
+    ) -> list[str]:
+        """The attempt failed: queue the task again, or fail it for good after maxAttempts."""
+        if not isinstance(error, str):
+            raise ValidationError("error", "say what went wrong")
+        task, job = self._leased(uow, lease_id, _now(now))
+        final = not retry or task.attempts >= self.max_attempts(uow, job)
+        task.fail_attempt(str(lease_id), error[:10_000], final=final)
+        job.note_task_status(str(task.id), str(task.status))
+        self._settle(uow, job)
+        return [str(task.id)]
+
+    @command
+    def release_task(self: Ledger, uow: UnitOfWork, lease_id: str, now: datetime | None = None) -> list[str]:
+        """Give the task back unworked (a worker shutting down): queued again, not an attempt."""
+        task = uow.get(Task, task_id_of(lease_id))
+        task.check_lease(str(lease_id), _now(now))
+        job = uow.get(Job, task.job_id, allow_deleted=True)
+        task.fail_attempt(str(lease_id), None, final=False, how="released")
+        if not job.deleted:
+            job.note_task_status(str(task.id), str(task.status))
+        return [str(task.id)]
+
+    @command
+    def expire_leases(self: Ledger, uow: UnitOfWork, task_ids: list[str], now: datetime | None = None) -> list[str]:
+        """The clock's move: leases past their deadline end; the task runs again or fails."""
+        expired = []
+        for task_id in task_ids:
+            task = uow.find(Task, task_id)
+            if task is None or task.status not in IN_FLIGHT or task.lease_expires >= _now(now):
+                continue
+            job = uow.get(Job, task.job_id, allow_deleted=True)
+            final = task.attempts >= self.max_attempts(uow, job)
+            error = f"lease of worker {task.worker} expired at {task.lease_expires.isoformat()}"
+            task.fail_attempt(str(task.lease_id), error, final=final, how="expired")
+            if not job.deleted:
+                job.note_task_status(str(task.id), str(task.status))
+                self._settle(uow, job)
+            expired.append(str(task.id))
+        return expired
