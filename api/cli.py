@@ -50,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
         run=run_rebuild
     )
 
+    worker = commands.add_parser("worker", help="claim and run tasks (transfers and commands)")
+    worker.add_argument("--url", default="http://127.0.0.1:8000/graphql", help="the service's /graphql URL")
+    worker.add_argument(
+        "--queue", action="append", dest="queues", metavar="Q", help="only this queue (repeatable)"
+    )
+    worker.add_argument(
+        "--concurrency", type=int, default=1, metavar="N", help="tasks run at once (default 1)"
+    )
+    worker.add_argument("--name", help="worker name shown on tasks (default host-pid)")
+    worker.add_argument("--lease-seconds", type=int, default=60, help="lease length; heartbeats renew it")
+    worker.set_defaults(run=run_worker)
+
     events = commands.add_parser("events", help="the event history")
     event_actions = events.add_subparsers(dest="action", required=True, metavar="ACTION")
     export = event_actions.add_parser("export", help="write the history as JSON lines")
@@ -122,6 +134,21 @@ def progress_bar(label: str, live: bool) -> Callable[[int, int], None]:
         print(f"\r{line}" if live else line, end="" if live else "\n", file=sys.stderr, flush=True)
 
     return show
+
+
+def run_worker(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from worker.runner import Worker
+
+    if args.concurrency < 1:
+        print("jobledger: --concurrency must be 1 or more", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    worker = Worker(args.url, args.name, args.queues, args.concurrency, args.lease_seconds)
+    asyncio.run(worker.run())
+    return 0
 
 
 def run_export(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,0 +1,1 @@
+"""The built-in worker: claims tasks over the GraphQL API and runs them."""
