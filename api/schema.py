@@ -39,10 +39,12 @@ def build_schema() -> strawberry.Schema:
         config=StrawberryConfig(scalar_map={Long: LONG_SCALAR}),
         extensions=[
             ErrorCodes,
-            ParserCache(maxsize=1000),
-            ValidationCache(maxsize=1000),
-            QueryDepthLimiter(max_depth=MAX_DEPTH),
-            MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+            # Factories: a fresh extension per request; the parse and validation
+            # caches themselves live at module level and are shared.
+            lambda: ParserCache(maxsize=1000),
+            lambda: ValidationCache(maxsize=1000),
+            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         ],
     )
