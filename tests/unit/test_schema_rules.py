@@ -21,7 +21,8 @@ async def test_a_repeated_query_is_parsed_once():
 
 
 async def test_a_query_nested_too_deep_is_refused_before_anything_runs():
-    deep = "queues { nodes { jobs { nodes { queue { jobs { nodes { queue { jobs { nodes { queue { code } } } } } } } } } } }"
+    deep = "queues { nodes { jobs { nodes { queue { jobs { nodes { queue { jobs { nodes { queue { code }"
+    deep += " }" * 10
     result = await SCHEMA.execute("{ " + deep + " }")
     assert result.errors and "exceeds maximum operation depth" in result.errors[0].message
 
