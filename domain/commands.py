@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,22 @@ from domain.unit_of_work import UnitOfWork
 if TYPE_CHECKING:
     from domain.ledger import Ledger
 
-MAX_COMMAND_ATTEMPTS = 12
+MAX_COMMAND_ATTEMPTS = 30
+_RETRY_TURN = threading.Lock()
+
+
+def _attempt(ledger: Ledger, fn: Callable[..., list[str]], args: Any, kwargs: Any) -> Written | None:
+    """Run the command once from fresh state and save; None if another writer won."""
+    uow = UnitOfWork(ledger.repository)
+    ids = fn(ledger, uow, *args, **kwargs)
+    changed = uow.changed()
+    if not changed:
+        return Written(ids=ids, position=ledger.position())
+    try:
+        recordings = ledger.save(*changed)
+    except IntegrityError:
+        return None
+    return Written(ids=ids, position=max(r.notification.id for r in recordings))
 
 
 @dataclass(frozen=True)
@@ -40,18 +56,17 @@ def command(fn: Callable[..., list[str]]) -> Callable[..., Written]:
     @functools.wraps(fn)
     def run(self: Ledger, *args: Any, actor: str | None = None, **kwargs: Any) -> Written:
         with acting_as(actor):
-            for attempt in range(MAX_COMMAND_ATTEMPTS):
-                uow = UnitOfWork(self.repository)
-                ids = fn(self, uow, *args, **kwargs)
-                changed = uow.changed()
-                if not changed:
-                    return Written(ids=ids, position=self.position())
-                try:
-                    recordings = self.save(*changed)
-                except IntegrityError:
-                    time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
-                    continue
-                return Written(ids=ids, position=max(r.notification.id for r in recordings))
+            written = _attempt(self, fn, args, kwargs)
+            if written is not None:
+                return written
+            # Lost a race. Retries in this process take turns, so that many writers on
+            # one hot aggregate (a busy queue) make progress instead of colliding forever.
+            with _RETRY_TURN:
+                for attempt in range(MAX_COMMAND_ATTEMPTS):
+                    written = _attempt(self, fn, args, kwargs)
+                    if written is not None:
+                        return written
+                    time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 5)))
         raise ConflictError(
             f"{fn.__name__.replace('_', ' ')} kept colliding with other writers "
             f"({MAX_COMMAND_ATTEMPTS} attempts); try again"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, Recording
@@ -25,7 +25,7 @@ from domain.rules import (
     check_tags,
     check_text,
 )
-from domain.storage import StoreConfig, database_url_from_env, parse_database_url
+from domain.storage import StoreConfig, database_url_from_env, ensure_schema, parse_database_url
 from domain.task import Task, TaskStatus, identity_key, needs_destination
 from domain.unit_of_work import UnitOfWork
 
@@ -43,6 +43,7 @@ class Ledger(Dispatch, Application[Any]):
 
     def __init__(self, database_url: str | None = None, env: dict[str, str] | None = None) -> None:
         self.store: StoreConfig = parse_database_url(database_url or database_url_from_env())
+        ensure_schema(self.store)
         # Called with the newest position after every save (the projection runner wakes on it).
         self.after_save: list[Callable[[int], None]] = []
         super().__init__(env={**self.store.env, **(env or {})})
@@ -357,7 +358,9 @@ class Ledger(Dispatch, Application[Any]):
         """Move jobs finished at or before `cutoff` from FINISHED to ARCHIVED."""
         return self._change_phase(uow, job_ids, cutoff, JobPhase.ARCHIVED)
 
-    def _change_phase(self, uow: UnitOfWork, job_ids: list[str], cutoff: datetime, phase: JobPhase) -> list[str]:
+    def _change_phase(
+        self, uow: UnitOfWork, job_ids: list[str], cutoff: datetime, phase: JobPhase
+    ) -> list[str]:
         moved = []
         for job_id in job_ids:
             job = uow.find(Job, job_id)

@@ -67,8 +67,8 @@ def parse_database_url(url: str) -> StoreConfig:
             "POSTGRES_USER": unquote(parts.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parts.password or ""),
             "POSTGRES_SCHEMA": query.get("schema", ["public"])[0],
-            "POSTGRES_POOL_SIZE": query.get("pool_size", ["10"])[0],
-            "POSTGRES_MAX_OVERFLOW": "20",
+            "POSTGRES_POOL_SIZE": query.get("pool_size", ["5"])[0],
+            "POSTGRES_MAX_OVERFLOW": "10",
             "POSTGRES_LOCK_TIMEOUT": "10",
             "POSTGRES_CONNECT_TIMEOUT": "10",
             "APPLICATION_RECORDER_TOPIC": f"{__name__}:GapFreePostgresApplicationRecorder",
@@ -78,6 +78,26 @@ def parse_database_url(url: str) -> StoreConfig:
         "JOBLEDGER_DATABASE_URL",
         f"unsupported scheme {parts.scheme!r}: use sqlite:///path or postgresql://user@host/db",
     )
+
+
+def ensure_schema(config: StoreConfig) -> None:
+    """Create the PostgreSQL schema named in the URL, if it is missing."""
+    schema = config.env.get("POSTGRES_SCHEMA", "public")
+    if config.backend != "postgres" or schema == "public":
+        return
+    import psycopg
+
+    env = config.env
+    with psycopg.connect(
+        host=env["POSTGRES_HOST"],
+        port=int(env["POSTGRES_PORT"]),
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"] or None,
+        dbname=env["POSTGRES_DBNAME"],
+        autocommit=True,
+        connect_timeout=10,
+    ) as conn:
+        conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
 
 
 class GapFreePostgresApplicationRecorder(PostgresApplicationRecorder):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from enum import StrEnum
-from uuid import uuid4
 from typing import Any
+from uuid import uuid4
 
 from eventsourcing.domain import event
 
@@ -275,8 +275,9 @@ class Task(LedgerAggregate):
         )
         return lease_id
 
-    def renew(self, lease_id: str, now: datetime, progress: int | None, bytes_done: int | None,
-              speed: float | None) -> bool:
+    def renew(
+        self, lease_id: str, now: datetime, progress: int | None, bytes_done: int | None, speed: float | None
+    ) -> bool:
         """Extend the lease; coalesced to one event a second unless the lease runs short."""
         self.check_lease(lease_id, now)
         if self.status == S.BOOTING:
@@ -301,7 +302,9 @@ class Task(LedgerAggregate):
 
     def fail_attempt(self, lease_id: str, error: str | None, *, final: bool, how: str = "failed") -> None:
         """End the lease without success: FAILED if `final`, else queued again."""
-        event = {"failed": self.AttemptFailed, "expired": self.LeaseExpired, "released": self.LeaseReleased}[how]
+        event = {"failed": self.AttemptFailed, "expired": self.LeaseExpired, "released": self.LeaseReleased}[
+            how
+        ]
         status = S.FAILED if final else S.QUEUED
         self.trigger_event(event, lease_id=lease_id, error=error, status=str(status))
 

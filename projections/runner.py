@@ -95,13 +95,15 @@ class ProjectionRunner:
     # -- applying --------------------------------------------------------------
 
     def run_batch(self) -> int:
-        """Apply the next batch of events; returns how many were applied (0: caught up)."""
+        """Apply the next batch of events; returns how many were applied (0: caught up).
+
+        The events are read before the write transaction opens: on SQLite a writer
+        must never wait for the event store while it holds the database's write lock."""
+        start = self.position()
+        records = self.history.read(start, self.batch_size)
+        if not records:
+            return 0
         with self.store.transaction() as tx:
-            row = tx.one(f"SELECT position FROM {TRACKING} WHERE name = ?", (RUNNER_NAME,))
-            start = int(row["position"]) if row else 0
-            records = self.history.read(start, self.batch_size)
-            if not records:
-                return 0
             batch = self._apply(tx, records)
             if self.before_commit is not None:
                 self.before_commit(batch)
