@@ -43,9 +43,7 @@ class LedgerGraphQL(GraphQL):  # type: ignore[type-arg]
         )
         self.app = app
 
-    async def get_context(
-        self, request: Request | WebSocket, response: Response | None = None
-    ) -> dict[str, Any]:
+    async def get_context(self, request: Request | WebSocket, response: Response | None = None) -> dict[str, Any]:
         state = self.app.state
         return {
             "request": request,

@@ -46,18 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     projections = commands.add_parser("projections", help="inspect or rebuild the read models")
     actions = projections.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("status", help="each projection's position and lag").set_defaults(run=run_status)
-    actions.add_parser("rebuild", help="drop the read models and replay every event").set_defaults(
-        run=run_rebuild
-    )
+    actions.add_parser("rebuild", help="drop the read models and replay every event").set_defaults(run=run_rebuild)
 
     worker = commands.add_parser("worker", help="claim and run tasks (transfers and commands)")
     worker.add_argument("--url", default="http://127.0.0.1:8000/graphql", help="the service's /graphql URL")
-    worker.add_argument(
-        "--queue", action="append", dest="queues", metavar="Q", help="only this queue (repeatable)"
-    )
-    worker.add_argument(
-        "--concurrency", type=int, default=1, metavar="N", help="tasks run at once (default 1)"
-    )
+    worker.add_argument("--queue", action="append", dest="queues", metavar="Q", help="only this queue (repeatable)")
+    worker.add_argument("--concurrency", type=int, default=1, metavar="N", help="tasks run at once (default 1)")
     worker.add_argument("--name", help="worker name shown on tasks (default host-pid)")
     worker.add_argument("--lease-seconds", type=int, default=60, help="lease length; heartbeats renew it")
     worker.set_defaults(run=run_worker)
@@ -65,9 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     events = commands.add_parser("events", help="the event history")
     event_actions = events.add_subparsers(dest="action", required=True, metavar="ACTION")
     export = event_actions.add_parser("export", help="write the history as JSON lines")
-    export.add_argument(
-        "--after", type=int, default=0, metavar="POSITION", help="only events after this position"
-    )
+    export.add_argument("--after", type=int, default=0, metavar="POSITION", help="only events after this position")
     export.add_argument("--aggregate", metavar="ID", help="only this aggregate's events")
     export.add_argument("--follow", action="store_true", help="keep writing new events as they happen")
     export.set_defaults(run=run_export)

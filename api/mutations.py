@@ -165,9 +165,7 @@ class Mutation(WorkMutation):
         return await _queue(info, written.id)
 
     @strawberry.mutation
-    async def update_queue(
-        self, info: Info[Context, None], id: strawberry.ID, input: UpdateQueueInput
-    ) -> Queue:
+    async def update_queue(self, info: Info[Context, None], id: strawberry.ID, input: UpdateQueueInput) -> Queue:
         changes = {
             name: given(getattr(input, name))
             for name in (
@@ -183,9 +181,7 @@ class Mutation(WorkMutation):
             )
             if getattr(input, name) is not strawberry.UNSET
         }
-        written = await services(info).run(
-            services(info).ledger.update_queue, str(id), **changes, actor=actor(info)
-        )
+        written = await services(info).run(services(info).ledger.update_queue, str(id), **changes, actor=actor(info))
         return await _queue(info, written.id)
 
     @strawberry.mutation(description="seal: no new jobs; running ones go on")
@@ -205,9 +201,7 @@ class Mutation(WorkMutation):
 
     @strawberry.mutation
     async def add_queue_tags(self, info: Info[Context, None], id: strawberry.ID, tags: JSON) -> Queue:
-        written = await services(info).run(
-            services(info).ledger.add_queue_tags, str(id), tags, actor=actor(info)
-        )
+        written = await services(info).run(services(info).ledger.add_queue_tags, str(id), tags, actor=actor(info))
         return await _queue(info, written.id)
 
     @strawberry.mutation
@@ -242,9 +236,7 @@ class Mutation(WorkMutation):
             for name in ("status", "priority", "metadata", "queue", "destination", "max_attempts")
             if getattr(input, name) is not strawberry.UNSET
         }
-        written = await services(info).run(
-            services(info).ledger.update_job, str(id), **changes, actor=actor(info)
-        )
+        written = await services(info).run(services(info).ledger.update_job, str(id), **changes, actor=actor(info))
         return await _job(info, written.id)
 
     @strawberry.mutation

@@ -61,9 +61,7 @@ async def event_page(
     shown = records[:first]
     return EventConnection(
         nodes=[Event.from_record(r) for r in shown],
-        page_info=PageInfo(
-            has_next_page=len(records) > first, end_cursor=str(shown[-1].position) if shown else None
-        ),
+        page_info=PageInfo(has_next_page=len(records) > first, end_cursor=str(shown[-1].position) if shown else None),
     )
 
 

@@ -67,9 +67,7 @@ async def changed_job_ids(info: Info[Context, Any], change: Change) -> frozenset
 class Subscription:
     @strawberry.subscription(description="current value at once, then each change, until the job finishes")
     @guarded
-    async def job_progress(
-        self, info: Info[Context, None], job_id: strawberry.ID
-    ) -> AsyncGenerator[JobProgress, None]:
+    async def job_progress(self, info: Info[Context, None], job_id: strawberry.ID) -> AsyncGenerator[JobProgress, None]:
         read_side = services(info).read_side
         shared: SharedReads = info.context["shared"]
         row = await info.context["read"].job(str(job_id))

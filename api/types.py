@@ -146,9 +146,7 @@ class Job:
     speed: float
     etr: str | None
     metadata: JSON
-    max_attempts: int | None = strawberry.field(
-        description="tries per task before it fails; null: its queue's"
-    )
+    max_attempts: int | None = strawberry.field(description="tries per task before it fails; null: its queue's")
     created: datetime
     modified: datetime
     finished: datetime | None

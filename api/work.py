@@ -60,11 +60,7 @@ class WorkMutation:
             if len(leases) >= limit or len(candidates) < wanted * 4 + 16:
                 break
         rows = await _task_rows(info, [task_id_of(lease) for lease in leases])
-        return [
-            TaskLease.from_row(lease, rows[task_id_of(lease)])
-            for lease in leases
-            if task_id_of(lease) in rows
-        ]
+        return [TaskLease.from_row(lease, rows[task_id_of(lease)]) for lease in leases if task_id_of(lease) in rows]
 
     @strawberry.mutation(description="Renew a lease and report progress; CONFLICT when it is over.")
     async def heartbeat(
@@ -116,9 +112,7 @@ class WorkMutation:
         self, info: Info[Context, None], lease_id: strawberry.ID, error: str, retry: bool | None = True
     ) -> Task:
         svc = services(info)
-        written = await svc.run(
-            svc.ledger.fail_task, str(lease_id), error, retry=retry is not False, actor=actor(info)
-        )
+        written = await svc.run(svc.ledger.fail_task, str(lease_id), error, retry=retry is not False, actor=actor(info))
         return Task.from_row((await _task_rows(info, written.ids))[written.id])
 
     @strawberry.mutation(description="Give a leased task back unworked (e.g. on shutdown); not an attempt.")

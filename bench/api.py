@@ -27,9 +27,7 @@ sys.path.insert(0, str(ROOT))
 from tests.api.conftest import start_server, stop_server  # noqa: E402
 
 ADMIN_URL = os.environ.get("JOBLEDGER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-JOBS_QUERY = (
-    "{ jobs(first: 50) { totalCount nodes { id code status priority progress size queue { code } } } }"
-)
+JOBS_QUERY = "{ jobs(first: 50) { totalCount nodes { id code status priority progress size queue { code } } } }"
 CREATE_JOB = """mutation($i: Int!) { createJob(input: {code: "bench", priority: $i, destination: "/out",
   tasks: [{source: "/in/a.mov", size: 100}, {source: "/in/b.mov", size: 200}, {source: "/in/c.mov", size: 300}]})
   { id status } }"""
@@ -84,9 +82,7 @@ async def subscription_latency(server: Any, subscribers: int, rounds: int) -> li
             await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
             await ws.recv()
             await ws.send(
-                json.dumps(
-                    {"id": "1", "type": "subscribe", "payload": {"query": PROGRESS, "variables": {"id": job}}}
-                )
+                json.dumps({"id": "1", "type": "subscribe", "payload": {"query": PROGRESS, "variables": {"id": job}}})
             )
             await ws.recv()  # the current value
             connected += 1
@@ -131,9 +127,7 @@ async def bench_store(name: str, url: str, args: argparse.Namespace, log: str) -
         while server.data("{ jobs(first: 0) { totalCount } }")["jobs"]["totalCount"] < args.seed:
             await hammer(server.graphql, 10, 2, lambda i: {"query": CREATE_JOB, "variables": {"i": i % 1000}})
         say(f"[{name}] queries for {args.seconds} s at {args.clients} clients ...")
-        q_rate, q_lat, q_err = await hammer(
-            server.graphql, args.clients, args.seconds, lambda i: {"query": JOBS_QUERY}
-        )
+        q_rate, q_lat, q_err = await hammer(server.graphql, args.clients, args.seconds, lambda i: {"query": JOBS_QUERY})
         say(f"[{name}] createJob for {args.seconds} s at {args.clients} clients ...")
         m_rate, m_lat, m_err = await hammer(
             server.graphql,
@@ -161,9 +155,7 @@ async def bench_store(name: str, url: str, args: argparse.Namespace, log: str) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=50)
@@ -175,9 +167,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="jlbench") as tmp:
         say(f"logs in {tmp}")
         if args.store in ("sqlite", "both"):
-            results["SQLite"] = asyncio.run(
-                bench_store("sqlite", f"sqlite:///{tmp}/bench.db", args, f"{tmp}/s.log")
-            )
+            results["SQLite"] = asyncio.run(bench_store("sqlite", f"sqlite:///{tmp}/bench.db", args, f"{tmp}/s.log"))
         if args.store in ("postgres", "both"):
             database = f"jobledger_bench_{uuid.uuid4().hex[:8]}"
             with psycopg.connect(ADMIN_URL, autocommit=True) as admin:

@@ -181,9 +181,7 @@ class Dispatch:
         return [str(task.id)]
 
     @command
-    def expire_leases(
-        self: Ledger, uow: UnitOfWork, task_ids: list[str], now: datetime | None = None
-    ) -> list[str]:
+    def expire_leases(self: Ledger, uow: UnitOfWork, task_ids: list[str], now: datetime | None = None) -> list[str]:
         """The clock's move: leases past their deadline end; the task runs again or fails."""
         expired = []
         for task_id in task_ids:

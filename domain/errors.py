@@ -60,8 +60,7 @@ class InvalidTransitionError(LedgerError):
         self.allowed = sorted(str(a) for a in allowed)
         choices = ", ".join(self.allowed) or "nothing (it is final)"
         super().__init__(
-            f"{kind} cannot go from {self.current} to {self.requested}; "
-            f"from {self.current} it may go to: {choices}"
+            f"{kind} cannot go from {self.current} to {self.requested}; from {self.current} it may go to: {choices}"
         )
 
     @property

@@ -113,9 +113,7 @@ class History:
         notifications = self.ledger.recorder.select_notifications(
             start=after, limit=limit, topics=self.topics_for(types), inclusive_of_start=False
         )
-        return [
-            self._record(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in notifications
-        ]
+        return [self._record(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in notifications]
 
     def follow(self, after: int = 0, batch: int = 1000) -> Iterator[Record]:
         """Every event after `after` that is in the store now, in order, a batch at a time."""

@@ -119,15 +119,9 @@ class Job(LedgerAggregate):
         if self.status not in FINISHED:
             if all(s == TaskStatus.DONE for s in active):
                 return J.DONE
-            if (
-                self.status == J.RUNNING
-                and TaskStatus.FAILED in active
-                and not any(s in IN_FLIGHT for s in active)
-            ):
+            if self.status == J.RUNNING and TaskStatus.FAILED in active and not any(s in IN_FLIGHT for s in active):
                 return J.FAILED
-        elif self.status in (J.DONE, J.FAILED) and any(
-            s in (TaskStatus.QUEUED, TaskStatus.PENDING) for s in active
-        ):
+        elif self.status in (J.DONE, J.FAILED) and any(s in (TaskStatus.QUEUED, TaskStatus.PENDING) for s in active):
             return J.WAITING
         return None
 
@@ -139,9 +133,7 @@ class Job(LedgerAggregate):
 
     def check_accepts_tasks(self) -> None:
         if self.status == J.ABORTED:
-            raise ConflictError(
-                f"job {self.code!r} is aborted; set its status to WAITING before adding tasks"
-            )
+            raise ConflictError(f"job {self.code!r} is aborted; set its status to WAITING before adding tasks")
 
     def check_transition(self, status: JobStatus, *, by_user: bool) -> None:
         allowed = ALLOWED[self.status]

@@ -192,8 +192,7 @@ class Ledger(Dispatch, Application[Any]):
         queue = uow.get(Queue, queue_id)
         if queue.default:
             raise ConflictError(
-                f"queue {queue.code!r} is the default queue and cannot be sealed; "
-                "make another queue the default first"
+                f"queue {queue.code!r} is the default queue and cannot be sealed; make another queue the default first"
             )
         if queue.state != QueueState.SEALED:
             queue.seal()
@@ -309,16 +308,10 @@ class Ledger(Dispatch, Application[Any]):
         changes = {
             name: value
             for name, value in {
-                "priority": priority
-                if priority is UNSET
-                else check_priority("priority", priority, optional=True),
+                "priority": priority if priority is UNSET else check_priority("priority", priority, optional=True),
                 "metadata": metadata if metadata is UNSET else check_json_object("metadata", metadata),
-                "destination": destination
-                if destination is UNSET
-                else check_text("destination", destination),
-                "max_attempts": max_attempts
-                if max_attempts is UNSET
-                else check_positive("maxAttempts", max_attempts),
+                "destination": destination if destination is UNSET else check_text("destination", destination),
+                "max_attempts": max_attempts if max_attempts is UNSET else check_positive("maxAttempts", max_attempts),
             }.items()
             if value is not UNSET and getattr(job, name) != value
         }
@@ -358,9 +351,7 @@ class Ledger(Dispatch, Application[Any]):
         """Move jobs finished at or before `cutoff` from FINISHED to ARCHIVED."""
         return self._change_phase(uow, job_ids, cutoff, JobPhase.ARCHIVED)
 
-    def _change_phase(
-        self, uow: UnitOfWork, job_ids: list[str], cutoff: datetime, phase: JobPhase
-    ) -> list[str]:
+    def _change_phase(self, uow: UnitOfWork, job_ids: list[str], cutoff: datetime, phase: JobPhase) -> list[str]:
         moved = []
         for job_id in job_ids:
             job = uow.find(Job, job_id)
@@ -430,9 +421,7 @@ class Ledger(Dispatch, Application[Any]):
     # -- tasks -----------------------------------------------------------------
 
     @command
-    def add_tasks(
-        self, uow: UnitOfWork, job_id: str, tasks: list[Any], allow_duplicates: bool = True
-    ) -> list[str]:
+    def add_tasks(self, uow: UnitOfWork, job_id: str, tasks: list[Any], allow_duplicates: bool = True) -> list[str]:
         """Add tasks; one equal to an existing task (same source and destination) retries
         that task instead, or is refused with CONFLICT when duplicates are not allowed."""
         job = uow.get(Job, job_id)
@@ -440,15 +429,11 @@ class Ledger(Dispatch, Application[Any]):
         if not specs:
             raise ValidationError("tasks", "give at least one task")
         job.check_accepts_tasks()
-        ids = self._add_tasks(
-            uow, job, specs, allow_duplicates=_check_bool("allowDuplicates", allow_duplicates)
-        )
+        ids = self._add_tasks(uow, job, specs, allow_duplicates=_check_bool("allowDuplicates", allow_duplicates))
         self._settle(uow, job)
         return ids
 
-    def _add_tasks(
-        self, uow: UnitOfWork, job: Job, specs: list[TaskSpec], *, allow_duplicates: bool
-    ) -> list[str]:
+    def _add_tasks(self, uow: UnitOfWork, job: Job, specs: list[TaskSpec], *, allow_duplicates: bool) -> list[str]:
         ids: list[str] = []
         new: list[Task] = []
         for index, spec in enumerate(specs):
@@ -480,10 +465,7 @@ class Ledger(Dispatch, Application[Any]):
             ids.append(str(task.id))
         if new:
             job.add_tasks(
-                [
-                    {"id": str(t.id), "uri": t.uri, "key": t.key, "size": t.size, "status": str(t.status)}
-                    for t in new
-                ]
+                [{"id": str(t.id), "uri": t.uri, "key": t.key, "size": t.size, "status": str(t.status)} for t in new]
             )
         return ids
 
@@ -502,9 +484,7 @@ class Ledger(Dispatch, Application[Any]):
         if job.status in (JobStatus.PENDING, JobStatus.INIT):
             self._set_status(uow, job, JobStatus.WAITING, by_user=False)
 
-    def _set_task_status(
-        self, uow: UnitOfWork, job: Job, task: Task, status: TaskStatus, *, by_user: bool
-    ) -> None:
+    def _set_task_status(self, uow: UnitOfWork, job: Job, task: Task, status: TaskStatus, *, by_user: bool) -> None:
         if task.change_status(status, by_user=by_user):
             job.note_task_status(str(task.id), str(status))
 

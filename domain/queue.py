@@ -105,20 +105,15 @@ class Queue(LedgerAggregate):
 
     def check_room_for(self, job_id: str) -> None:
         if job_id not in self.running_jobs and not self.has_room:
-            raise ConflictError(
-                f"queue {self.code!r} already runs {len(self.running_jobs)} jobs, its maxConcurrency"
-            )
+            raise ConflictError(f"queue {self.code!r} already runs {len(self.running_jobs)} jobs, its maxConcurrency")
 
     def check_deletable(self) -> None:
         if self.default:
             raise ConflictError(
-                f"queue {self.code!r} is the default queue and cannot be deleted; "
-                "make another queue the default first"
+                f"queue {self.code!r} is the default queue and cannot be deleted; make another queue the default first"
             )
         if self.children:
-            raise ConflictError(
-                f"queue {self.code!r} has {len(self.children)} nested queue(s); delete them first"
-            )
+            raise ConflictError(f"queue {self.code!r} has {len(self.children)} nested queue(s); delete them first")
 
     # -- verbs ---------------------------------------------------------------
 

@@ -52,9 +52,7 @@ def check_priority(field: str, priority: object, *, optional: bool = False) -> i
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise ValidationError(field, f"must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY}")
     if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
-        raise ValidationError(
-            field, f"{priority} is outside {MIN_PRIORITY} (lowest) .. {MAX_PRIORITY} (highest)"
-        )
+        raise ValidationError(field, f"{priority} is outside {MIN_PRIORITY} (lowest) .. {MAX_PRIORITY} (highest)")
     return priority
 
 

@@ -48,9 +48,7 @@ def parse_database_url(url: str) -> StoreConfig:
     if parts.scheme == "sqlite":
         path = unquote(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else ""
         if not path:
-            raise ValidationError(
-                "JOBLEDGER_DATABASE_URL", "an SQLite URL looks like sqlite:///path/to/jobledger.db"
-            )
+            raise ValidationError("JOBLEDGER_DATABASE_URL", "an SQLite URL looks like sqlite:///path/to/jobledger.db")
         env = {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": path,

@@ -302,9 +302,7 @@ class Task(LedgerAggregate):
 
     def fail_attempt(self, lease_id: str, error: str | None, *, final: bool, how: str = "failed") -> None:
         """End the lease without success: FAILED if `final`, else queued again."""
-        event = {"failed": self.AttemptFailed, "expired": self.LeaseExpired, "released": self.LeaseReleased}[
-            how
-        ]
+        event = {"failed": self.AttemptFailed, "expired": self.LeaseExpired, "released": self.LeaseReleased}[how]
         status = S.FAILED if final else S.QUEUED
         self.trigger_event(event, lease_id=lease_id, error=error, status=str(status))
 

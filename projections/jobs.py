@@ -97,9 +97,7 @@ def updated(tx: Tx, r: Record, batch: Batch) -> None:
         job = _job(tx, r.aggregate_id)
         own = changes["priority"]
         values["own_priority"] = own
-        values["priority"] = (
-            own if own is not None else _queue_priority(tx, str(job["queue_id"]) if job else "")
-        )
+        values["priority"] = own if own is not None else _queue_priority(tx, str(job["queue_id"]) if job else "")
     if "metadata" in changes:
         values["metadata"] = as_json(changes["metadata"])
     for name in ("destination", "max_attempts"):

@@ -239,9 +239,7 @@ class ReadModels:
         if statuses:
             filters.append(f"t.status IN ({', '.join('?' * len(statuses))})")
             params += [str(s) for s in statuses]
-        return await self._page(
-            f"{TASKS} t", TASK_FIELDS, where, filters, params, [Sort("uri")], first, after
-        )
+        return await self._page(f"{TASKS} t", TASK_FIELDS, where, filters, params, [Sort("uri")], first, after)
 
     async def claim_candidates(self, queues: Sequence[str] | None, count: int) -> list[str]:
         """Queued tasks of dispatchable jobs in enabled queues, in hand-out order: queue
@@ -315,8 +313,7 @@ class ReadModels:
             params += values
         sort = resolve_sort(fields, order_by)
         keys = [
-            f"COALESCE({f.sql}, {_NULL_LOW.get(f.kind, 'NULL')})" if f.kind != "datetime" else f.sql
-            for _, f, _ in sort
+            f"COALESCE({f.sql}, {_NULL_LOW.get(f.kind, 'NULL')})" if f.kind != "datetime" else f.sql for _, f, _ in sort
         ]
         condition = " AND ".join(filters) or "1=1"
         total = await self.store.fetch(f"SELECT COUNT(*) AS n FROM {table} WHERE {condition}", params)
@@ -325,9 +322,7 @@ class ReadModels:
             sql, values = _after(keys, sort, decode_cursor(after, len(keys)), self.store.backend)
             page_filters.append(sql)
             page_params += values
-        order = ", ".join(
-            f"{k} {'DESC' if desc else 'ASC'}" for k, (_, _, desc) in zip(keys, sort, strict=True)
-        )
+        order = ", ".join(f"{k} {'DESC' if desc else 'ASC'}" for k, (_, _, desc) in zip(keys, sort, strict=True))
         selected = ", ".join(f"{k} AS _k{i}" for i, k in enumerate(keys))
         rows = await self.store.fetch(
             f"SELECT *, {selected} FROM {table} WHERE {' AND '.join(page_filters) or '1=1'}"
@@ -396,9 +391,7 @@ def decode_cursor(cursor: str, length: int) -> list[Any]:
     except (ValueError, TypeError):
         values = None
     if not isinstance(values, list) or len(values) != length:
-        raise ValidationError(
-            "after", "is not a cursor from this list; use pageInfo.endCursor of the previous page"
-        )
+        raise ValidationError("after", "is not a cursor from this list; use pageInfo.endCursor of the previous page")
     return values
 
 

@@ -156,9 +156,7 @@ class ProjectionRunner:
     def start(self, poll_interval: float = 0.05) -> None:
         self.setup()
         self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, args=(poll_interval,), name="projections", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, args=(poll_interval,), name="projections", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10) -> None:

@@ -18,9 +18,7 @@ log = logging.getLogger("jobledger.projections")
 class ReadSide:
     """Everything `jobledger serve` runs beside the ledger to keep and serve the read models."""
 
-    def __init__(
-        self, ledger: Ledger, finished_grace_s: float = 3600, archive_after_s: float = 1_209_600
-    ) -> None:
+    def __init__(self, ledger: Ledger, finished_grace_s: float = 3600, archive_after_s: float = 1_209_600) -> None:
         self.ledger = ledger
         self.store = open_read_store(ledger.store)
         self.feed = ChangeFeed()

@@ -125,8 +125,15 @@ def lease_renewed(tx: Tx, r: Record, batch: Batch) -> None:
 def completed(tx: Tx, r: Record, batch: Batch) -> None:
     row = tx.one(f"SELECT started FROM {TASKS} WHERE id = ?", (r.aggregate_id,))
     values: dict[str, object] = {
-        "status": "DONE", "progress": 100, "result": as_json(r.data["result"]), "error": None,
-        "finished": r.timestamp, "lease_id": None, "lease_expires": None, "speed": 0.0, "modified": r.timestamp,
+        "status": "DONE",
+        "progress": 100,
+        "result": as_json(r.data["result"]),
+        "error": None,
+        "finished": r.timestamp,
+        "lease_id": None,
+        "lease_expires": None,
+        "speed": 0.0,
+        "modified": r.timestamp,
     }
     if row and row["started"] is not None:
         values["time"] = int((r.timestamp - row["started"]).total_seconds() * 1000)
@@ -137,8 +144,12 @@ def completed(tx: Tx, r: Record, batch: Batch) -> None:
 def attempt_ended(tx: Tx, r: Record, batch: Batch) -> None:
     d = r.data
     values: dict[str, object] = {
-        "status": d["status"], "finished": r.timestamp if d["status"] == "FAILED" else None,
-        "lease_id": None, "lease_expires": None, "speed": 0.0, "modified": r.timestamp,
+        "status": d["status"],
+        "finished": r.timestamp if d["status"] == "FAILED" else None,
+        "lease_id": None,
+        "lease_expires": None,
+        "speed": 0.0,
+        "modified": r.timestamp,
     }
     if d.get("error") is not None:
         values["error"] = d["error"]

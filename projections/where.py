@@ -310,7 +310,5 @@ def _convert(parser: _Parser, label: str, field: Field, value: str, at: int) -> 
                 moment = moment.replace(tzinfo=UTC)
             return moment.astimezone(UTC)
         except (ValueError, OverflowError):
-            parser.fail(
-                at, f"'{label}' needs an ISO 8601 date and time such as 2026-01-01T00:00:00Z, not '{value}'"
-            )
+            parser.fail(at, f"'{label}' needs an ISO 8601 date and time such as 2026-01-01T00:00:00Z, not '{value}'")
     return value

@@ -27,12 +27,8 @@ CLAIM = """mutation($worker: String!, $queues: [String!], $limit: Int, $lease: I
 HEARTBEAT = """mutation($lease: ID!, $progress: Int, $bytes: Long, $speed: Float) {
   heartbeat(leaseId: $lease, progress: $progress, bytesDone: $bytes, speed: $speed) { expires }
 }"""
-COMPLETE = (
-    "mutation($lease: ID!, $result: JSON) { completeTask(leaseId: $lease, result: $result) { status } }"
-)
-FAIL = (
-    "mutation($lease: ID!, $error: String!) { failTask(leaseId: $lease, error: $error) { status attempts } }"
-)
+COMPLETE = "mutation($lease: ID!, $result: JSON) { completeTask(leaseId: $lease, result: $result) { status } }"
+FAIL = "mutation($lease: ID!, $error: String!) { failTask(leaseId: $lease, error: $error) { status attempts } }"
 RELEASE = "mutation($lease: ID!) { releaseTask(leaseId: $lease) { status } }"
 
 
@@ -204,9 +200,7 @@ class Worker:
                 f"{r.name[:40]:<40} [{'#' * (r.progress // 5):<20}] {r.progress:3d}% {r.speed:8.2f} MB/s"
                 for r in list(self.running.values())
             ]
-            lines.append(
-                f"{self.name}: {len(self.running)} running, {self.finished} done, {self.failed} failed"
-            )
+            lines.append(f"{self.name}: {len(self.running)} running, {self.finished} done, {self.failed} failed")
             sys.stdout.write("\x1b[F\x1b[2K" * drawn + "\n".join(lines) + "\n")
             sys.stdout.flush()
             drawn = len(lines)

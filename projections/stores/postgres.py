@@ -89,9 +89,7 @@ class PostgresReadStore:
         if conn is not None and not conn.closed:
             return True
         conn = psycopg.connect(**conninfo(self.config), autocommit=True)
-        row = conn.execute(
-            "SELECT pg_try_advisory_lock(hashtext(%s))", (f"jobledger:{self.schema}:{role}",)
-        ).fetchone()
+        row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"jobledger:{self.schema}:{role}",)).fetchone()
         if row and row[0]:
             self._leases[role] = conn
             return True
