@@ -66,8 +66,8 @@ async def subscription_latency(server: Any, subscribers: int, rounds: int) -> li
     """ms from a mutation's answer to each subscriber's message about it."""
     server.data('mutation { createQueue(input: {code: "bench-sub"}) { id } }')
     job = server.data(
-        'mutation { createJob(input: {queue: "bench-sub", tasks: [{source: "/in/x", destination: "/out/x", size: 1000}]})'
-        " { id } }"
+        'mutation { createJob(input: {queue: "bench-sub",'
+        ' tasks: [{source: "/in/x", destination: "/out/x", size: 1000}]}) { id } }'
     )["createJob"]["id"]
     lease = server.data(
         'mutation { claimTasks(worker: "bench", queues: ["bench-sub"], limit: 1, leaseSeconds: 600) { id } }'
