@@ -187,7 +187,3 @@ class Job(LedgerAggregate):
     @event("TaskStatusChanged")
     def note_task_status(self, task_id: str, status: str) -> None:
         self.tasks[task_id]["status"] = status
-
-    @event("TaskSizeChanged")
-    def note_task_size(self, task_id: str, size: int) -> None:
-        self.tasks[task_id]["size"] = size

@@ -150,8 +150,9 @@ def queue_priority_changed(tx: Tx, r: Record, batch: Batch) -> None:
 
 
 def tasks_changed(tx: Tx, r: Record, batch: Batch) -> None:
+    """Tasks added or changing status change the job too (its size, progress, modifier)."""
+    _touch(tx, r, batch, {})
     batch.dirty_jobs.add(r.aggregate_id)
-    batch.jobs.add(r.aggregate_id)
 
 
 def roll_up(tx: Tx, job_ids: set[str]) -> None:
@@ -172,13 +173,20 @@ def roll_up(tx: Tx, job_ids: set[str]) -> None:
 
 
 def summarise(tasks: list[dict[str, Any]], status: str) -> tuple[int, int, float, str | None]:
-    """(size, progress 0..100 weighted by size, speed MB/s, etr) of a job's counted tasks."""
+    """(size, progress 0..100 weighted by size, speed MB/s, etr) of a job's counted tasks.
+
+    Every task weighs at least one byte, so an empty file still counts; a job shows
+    100 only when it is DONE or all of its counted tasks are."""
     sizes = [int(t["size"]) for t in tasks]
     size = sum(sizes) if sizes and min(sizes) >= 0 else -1
-    weights = sizes if size > 0 else [1] * len(tasks)
+    weights = [max(s, 1) for s in sizes] if size >= 0 else [1] * len(tasks)
     total = sum(weights)
     done = sum(w * int(t["progress"]) for w, t in zip(weights, tasks, strict=True))
-    progress = 100 if status == "DONE" else (done // total if total else 0)
+    progress = done // total if total else 0
+    if status == "DONE":
+        progress = 100
+    elif progress >= 100 and any(t["status"] != "DONE" for t in tasks):
+        progress = 99
     speed = 0.0 if status in FINISHED else round(sum(float(t["speed"]) for t in tasks), 3)
     etr = None
     if speed > 0 and size > 0:
@@ -202,6 +210,5 @@ HANDLERS: dict[str, Handler] = {
     "Job.Archived": phase("ARCHIVED"),
     "Job.TasksAdded": tasks_changed,
     "Job.TaskStatusChanged": tasks_changed,
-    "Job.TaskSizeChanged": tasks_changed,
     "Queue.Updated": queue_priority_changed,
 }

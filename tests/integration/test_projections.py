@@ -508,9 +508,10 @@ def job_phase(phase: str) -> Callable[[Folded, Record], None]:
     return apply
 
 
-def job_task_size_changed(s: Folded, r: Record) -> None:
-    """The job learnt a task's size (not emitted by any command today)."""
-    s.tasks[r.data["task_id"]]["size"] = r.data["size"]
+def job_touched(s: Folded, r: Record) -> None:
+    """Tasks added to the job, or one changing status: the job was modified (by that actor)."""
+    if r.aggregate_id in s.jobs:
+        touch(s.jobs[r.aggregate_id], r)
 
 
 # -- tasks --------------------------------------------------------------------
@@ -596,7 +597,8 @@ FOLDS: dict[str, Callable[[Folded, Record], None]] = {
     "Job.Deleted": job_deleted,
     "Job.Retired": job_phase("FINISHED"),
     "Job.Archived": job_phase("ARCHIVED"),
-    "Job.TaskSizeChanged": job_task_size_changed,
+    "Job.TasksAdded": job_touched,
+    "Job.TaskStatusChanged": job_touched,
     "Task.Created": task_created,
     **{
         f"Task.{name}": task_status_changed
@@ -618,7 +620,6 @@ NOT_SHOWN = frozenset(
     {
         "Queue.JobAdded", "Queue.JobRemoved", "Queue.JobStarted", "Queue.JobStopped",
         "Queue.ChildAdded", "Queue.ChildRemoved",
-        "Job.TasksAdded", "Job.TaskStatusChanged",
         "QueueRegistry.Created", "QueueRegistry.CodeReserved", "QueueRegistry.CodeReleased",
         "QueueRegistry.DefaultChanged",
     }
@@ -667,16 +668,19 @@ def job_size(tasks: list[Row]) -> int:
 
 def job_progress(status: str, tasks: list[Row]) -> int:
     """100 when the job is DONE; else its counted tasks' progress, weighted by their
-    sizes when every size is known and they add up to more than 0 bytes, otherwise
-    each task weighing the same; rounded down."""
+    sizes (at least one byte each) when every size is known, otherwise each task
+    weighing the same; rounded down, and below 100 until every counted task is DONE."""
     if status == "DONE":
         return 100
     counted = [t for t in tasks if t["status"] != "EXCLUDED"]
     if not counted:
         return 0
-    by_size = job_size(counted) > 0
-    weights = [t["size"] if by_size else 1 for t in counted]
-    return sum(w * t["progress"] for w, t in zip(weights, counted, strict=True)) // sum(weights)
+    by_size = job_size(counted) >= 0
+    weights = [max(t["size"], 1) if by_size else 1 for t in counted]
+    progress = sum(w * t["progress"] for w, t in zip(weights, counted, strict=True)) // sum(weights)
+    if progress >= 100 and any(t["status"] != "DONE" for t in counted):
+        return 99  # not done until every counted task is
+    return progress
 
 
 def derive(state: Folded) -> dict[str, dict[str, Row]]:
