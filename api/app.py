@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -42,6 +43,28 @@ class LedgerGraphQL(GraphQL):  # type: ignore[type-arg]
             keep_alive_interval=15,
         )
         self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as exc:  # a body that is not a GraphQL request at all
+            response = JSONResponse(
+                {"data": None, "errors": [{"message": exc.reason, "extensions": {"code": "VALIDATION"}}]},
+                status_code=exc.status_code,
+            )
+        await response(scope, receive, send)
+
+    async def process_result(self, request: Request, result: Any) -> dict[str, Any]:
+        """Every error leaves with a code: documents that fail to parse get VALIDATION."""
+        answer: dict[str, Any] = await super().process_result(request, result)
+        for error in answer.get("errors") or ():
+            extensions = error.setdefault("extensions", {}) or {}
+            extensions.setdefault("code", "VALIDATION")
+            error["extensions"] = extensions
+        return answer
 
     async def get_context(self, request: Request | WebSocket, response: Response | None = None) -> dict[str, Any]:
         state = self.app.state

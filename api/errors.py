@@ -57,7 +57,9 @@ class ErrorCodes(SchemaExtension):
         original = error.original_error
         if isinstance(original, LedgerError):
             return coded(original, error)
-        if original is None or isinstance(original, GraphQLError):
+        # No path: the error arose before execution (parsing, validation, coercing a
+        # literal such as a Long that is too big), so it is the caller's document.
+        if original is None or isinstance(original, GraphQLError) or error.path is None:
             if not (error.extensions or {}).get("code"):
                 error.extensions = {**(error.extensions or {}), "code": "VALIDATION"}
             return error

@@ -44,6 +44,7 @@ async def event_page(
     info: Info[Context, Any],
     *,
     aggregate_id: str | None = None,
+    job_id: str | None = None,
     types: list[str] | None = None,
     after: int = 0,
     first: int = 100,
@@ -52,9 +53,12 @@ async def event_page(
     if after < 0:
         raise ValidationError("after", "must be a position, 0 or more")
     history = History(services(info).ledger)
-    if aggregate_id:
+    if aggregate_id or job_id:
         history.topics_for(types)  # validates the names
-        records = await services(info).call(history.of_aggregate, aggregate_id)
+        if job_id:
+            records = await services(info).call(history.of_job, job_id)
+        else:
+            records = await services(info).call(history.of_aggregate, aggregate_id)
         records = [r for r in records if r.position > after and (not types or r.type in types)][: first + 1]
     else:
         records = await services(info).call(history.read, after, first + 1, types)

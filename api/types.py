@@ -199,7 +199,7 @@ class Job:
         key = (str(self.id), tuple(str(s) for s in status or ()), _first(first, 100), after or None)
         return TaskConnection.from_page(await loaders(info).tasks.load(key))
 
-    @strawberry.field(description="its own history, oldest first")
+    @strawberry.field(description="its own history and its tasks', oldest first")
     async def events(
         self,
         info: Info[Context, None],
@@ -208,7 +208,7 @@ class Job:
     ) -> EventConnection:
         from api.queries import event_page
 
-        return await event_page(info, aggregate_id=str(self.id), after=after or 0, first=_first(first, 100))
+        return await event_page(info, job_id=str(self.id), after=after or 0, first=_first(first, 100))
 
 
 @strawberry.type

@@ -39,6 +39,8 @@ class WorkMutation:
         lease_seconds: int | None = 60,
     ) -> list[TaskLease]:
         svc = services(info)
+        if not worker.strip():
+            raise ValidationError("worker", "name the worker (any non-empty string)")
         limit = 1 if limit is None else limit
         if not 1 <= limit <= 500:
             raise ValidationError("limit", "claim 1 to 500 tasks at a time")

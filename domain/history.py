@@ -10,6 +10,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.utils import get_topic
 
@@ -132,6 +133,20 @@ class History:
             raise ValidationError("aggregateId", f"{aggregate_id!r} is not an id") from None
         rows = select_aggregate_positions(self.ledger.recorder, self.ledger.store.backend, uid)
         return [self._record(*row) for row in rows]
+
+    def of_aggregates(self, aggregate_ids: list[str]) -> list[Record]:
+        """The events of several aggregates (a job and its tasks), in log order."""
+        records = [r for aggregate_id in dict.fromkeys(aggregate_ids) for r in self.of_aggregate(aggregate_id)]
+        return sorted(records, key=lambda r: r.position)
+
+    def of_job(self, job_id: str) -> list[Record]:
+        """A job's story: its own events and its tasks', in log order."""
+        try:
+            job: Any = self.ledger.repository.get(UUID(str(job_id)))
+        except (ValueError, AggregateNotFoundError):
+            return []
+        task_ids = list(getattr(job, "tasks", {}))
+        return self.of_aggregates([str(job_id), *task_ids])
 
     def _record(self, position: int, originator_id: Any, version: int, topic: str, state: bytes) -> Record:
         data = self.ledger.mapper.transcoder.decode(state)

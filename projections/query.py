@@ -255,6 +255,10 @@ class ReadModels:
             f"SELECT t.id FROM {TASKS} t JOIN {JOBS} j ON j.id = t.job_id JOIN {QUEUES} q ON q.id = j.queue_id"
             " WHERE t.status = 'QUEUED' AND j.status IN ('WAITING', 'RUNNING') AND q.status = 'WAITING'"
             f" AND q.deleted = ?{only}"
+            # A waiting job of a queue at its maxConcurrency cannot start: leave it out, so
+            # that it does not hide the work of other queues.
+            " AND (j.status = 'RUNNING' OR q.max_concurrency IS NULL OR q.max_concurrency >"
+            f" (SELECT COUNT(*) FROM {JOBS} r WHERE r.phase = 'ACTIVE' AND r.queue_id = q.id AND r.status = 'RUNNING'))"
             " ORDER BY q.priority DESC, j.priority DESC,"
             " CASE WHEN q.execution_mode = 'PRIORITY' THEN t.priority ELSE 0 END DESC,"
             " CASE WHEN q.execution_mode = 'LIFO' THEN j.created END DESC,"

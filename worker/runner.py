@@ -80,6 +80,7 @@ class Worker:
         self.running: dict[str, Running] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
+        self.slot_free = asyncio.Event()  # a task ended: claim again at once
         self.finished = 0
         self.failed = 0
 
@@ -92,8 +93,10 @@ class Worker:
         log.info("worker %s claiming from %s", self.name, ", ".join(self.queues or ["every queue"]))
         try:
             while not self.stopping.is_set():
-                claimed = await self._claim() if len(self.running) < self.concurrency else 0
-                if not claimed:
+                if len(self.running) >= self.concurrency:
+                    await self._pause(self.poll_interval, self.slot_free)
+                    continue
+                if not await self._claim():
                     await self._pause(self.poll_interval)
         finally:
             await self._shutdown()
@@ -101,9 +104,15 @@ class Worker:
                 view.cancel()
             await self.client.close()
 
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), seconds)
+    async def _pause(self, seconds: float, also: asyncio.Event | None = None) -> None:
+        """Wait `seconds`, or less if we are stopping (or `also` is set)."""
+        waits = [asyncio.ensure_future(self.stopping.wait())]
+        if also is not None:
+            also.clear()
+            waits.append(asyncio.ensure_future(also.wait()))
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
 
     async def _claim(self) -> int:
         try:
@@ -150,6 +159,7 @@ class Worker:
                 running.name,
             )
             self.running.pop(running.lease, None)
+            self.slot_free.set()
             return
         await self._finish(running, COMPLETE, result=result)
 
@@ -179,6 +189,7 @@ class Worker:
             log.warning("could not report %s: %s", running.name, exc)
         finally:
             self.running.pop(running.lease, None)
+            self.slot_free.set()
 
     async def _shutdown(self) -> None:
         """Stop claiming; give back every lease still held, so others can run those tasks."""

@@ -240,15 +240,6 @@ def test_a_worker_transfers_a_job_of_twenty_files_and_folders_byte_for_byte(serv
         assert all(e["actor"] == "mover" for e in task_events(server, task["id"])[1:])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Job.events lists only the Job aggregate's own events (Job.Created, Job.TaskStatusChanged, "
-        "Job.StatusChanged ...); a task's Task.Claimed / Task.Completed are only in "
-        "events(aggregateId: <task id>). The brief expects a job's events to tell its tasks' story "
-        "too; the contract says 'its own history', so this needs a decision."
-    ),
-)
 def test_a_jobs_events_include_what_happened_to_its_tasks(server, tmp_path):
     job_id = server.data(
         CREATE_JOB, {"i": {"code": "story", "tasks": [{"source": {"kind": "command", "command": "true"}}]}}
@@ -266,16 +257,6 @@ def command_tasks(count: int, tag: str) -> list[dict[str, Any]]:
     return [{"source": {"kind": "command", "command": "true", "item": f"{tag}{i}"}} for i in range(count)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "claimTasks reads a window of limit*4+16 candidates in hand-out order, three times. "
-        "Queued tasks of WAITING jobs in a queue at its maxConcurrency are candidates the domain "
-        "must skip; when they fill the window (here 30 ahead of the rest) the claim answers [] "
-        "although a lower-priority queue has claimable work: every worker claiming from all "
-        "queues starves until the full queue's running job ends."
-    ),
-)
 def test_a_queue_at_its_limit_does_not_hide_the_work_of_lower_priority_queues(server):
     create_job = "mutation($i: CreateJobInput!) { createJob(input: $i) { id } }"
     claim = 'mutation { claimTasks(worker: "w", limit: 1) { id task { job { code } } } }'
