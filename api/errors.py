@@ -46,6 +46,14 @@ class ErrorCodes(SchemaExtension):
     VALIDATION for documents that do not fit the schema, and masks the rest as
     INTERNAL with a request id that is also in the log."""
 
+    def on_validate(self) -> Iterator[None]:
+        """Documents that do not fit the schema are the caller's to fix: VALIDATION (this
+        hook also covers subscriptions, which do not pass through the HTTP answer)."""
+        yield
+        for error in self.execution_context.pre_execution_errors or ():
+            if not (error.extensions or {}).get("code"):
+                error.extensions = {**(error.extensions or {}), "code": "VALIDATION"}
+
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result

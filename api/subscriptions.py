@@ -14,7 +14,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from api.context import Context, services
+from api.context import Context, new_loaders, services
 from api.errors import guarded
 from api.types import Event, Job, JobProgress, Long
 from domain.errors import NotFoundError
@@ -116,6 +116,7 @@ class Subscription:
                 rows = page.nodes
             else:
                 rows = list((await shared.jobs(ids, change.position)).values())
+            info.context["loaders"] = new_loaders(read)  # nested fields read fresh each time
             for row in sorted(rows, key=lambda r: r["id"]):
                 yield Job.from_row(row)
 
@@ -141,9 +142,11 @@ class Subscription:
                     records = [r for r in found if r.position > last and (not types or r.type in types)]
                 else:
                     records = await svc.call(history.read, last, 500, types)
-                for record in records:
+                for count, record in enumerate(records, start=1):
                     yield Event.from_record(record)
                     last = record.position
+                    if count % 50 == 0:
+                        await asyncio.sleep(0)  # a long replay must not hold up other requests
                 if len(records) == 500:
                     continue
                 await changes.__anext__()  # wait for the next batch (or a tick)

@@ -19,6 +19,7 @@ from domain.job import Job
 from domain.queue import Queue, QueueRegistry
 from domain.storage import select_aggregate_positions
 from domain.task import Task
+from domain.unit_of_work import load
 
 if TYPE_CHECKING:
     from domain.ledger import Ledger
@@ -142,7 +143,7 @@ class History:
     def of_job(self, job_id: str) -> list[Record]:
         """A job's story: its own events and its tasks', in log order."""
         try:
-            job: Any = self.ledger.repository.get(UUID(str(job_id)))
+            job: Any = load(self.ledger.repository, UUID(str(job_id)))
         except (ValueError, AggregateNotFoundError):
             return []
         task_ids = list(getattr(job, "tasks", {}))

@@ -14,7 +14,7 @@ from domain.errors import ConflictError, NotFoundError, ValidationError
 from domain.inputs import TaskSpec, job_code, task_specs
 from domain.job import CREATABLE, DEFAULT_MAX_ATTEMPTS, Job, JobPhase, JobStatus
 from domain.job import UPDATABLE as JOB_UPDATABLE
-from domain.queue import REGISTRY_ID, ExecutionMode, Queue, QueueRegistry, QueueState, QueueStatus
+from domain.queue import REGISTRY_ID, ExecutionMode, Queue, QueueRegistry, QueueState, QueueStatus, members
 from domain.rules import (
     UNSET,
     check_code,
@@ -25,9 +25,9 @@ from domain.rules import (
     check_tags,
     check_text,
 )
-from domain.storage import StoreConfig, database_url_from_env, ensure_schema, parse_database_url
+from domain.storage import StoreConfig, database_url_from_env, ensure_schema, parse_database_url, schema_lock
 from domain.task import Task, TaskStatus, identity_key, needs_destination
-from domain.unit_of_work import UnitOfWork
+from domain.unit_of_work import UnitOfWork, load, parse_id
 
 DEFAULT_QUEUE_CODE = "default"
 
@@ -46,8 +46,9 @@ class Ledger(Dispatch, Application[Any]):
         ensure_schema(self.store)
         # Called with the newest position after every save (the projection runner wakes on it).
         self.after_save: list[Callable[[int], None]] = []
-        super().__init__(env={**self.store.env, **(env or {})})
-        self.ensure_default_queue(actor="jobledger")
+        with schema_lock(self.store):
+            super().__init__(env={**self.store.env, **(env or {})})
+            self.ensure_default_queue(actor="jobledger")
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[Any]]:
         """Save like eventsourcing does, but record the events of all aggregates in the
@@ -69,9 +70,20 @@ class Ledger(Dispatch, Application[Any]):
 
     # -- loading ---------------------------------------------------------------
 
+    def open_jobs(self, queue_id: str) -> list[str]:
+        """The unfinished jobs of a queue, in arrival order (from the queue's own events)."""
+        return self._members(queue_id)[0]
+
+    def running_jobs(self, queue_id: str) -> list[str]:
+        """The RUNNING jobs of a queue (from the queue's own events)."""
+        return self._members(queue_id)[1]
+
+    def _members(self, queue_id: str, up_to: int | None = None) -> tuple[list[str], list[str]]:
+        return members(self.events.get(parse_id("Queue", queue_id), lte=up_to))
+
     def registry(self) -> QueueRegistry | None:
         try:
-            registry: Any = self.repository.get(REGISTRY_ID)
+            registry: Any = load(self.repository, REGISTRY_ID)
         except AggregateNotFoundError:
             return None
         assert isinstance(registry, QueueRegistry)
@@ -202,20 +214,41 @@ class Ledger(Dispatch, Application[Any]):
     def terminate_queue(self, uow: UnitOfWork, queue_id: str) -> list[str]:
         """Abort every unfinished job of the queue."""
         queue = uow.get(Queue, queue_id)
-        aborted = list(queue.open_jobs)
+        aborted, running = self._members(str(queue.id), queue.version)
         for job_id in aborted:
             uow.get(Job, job_id).change_status(JobStatus.ABORTED, by_user=False)
-        queue.terminate(aborted)
+        queue.terminate(aborted, [j for j in running if j in set(aborted)])
+        return [str(queue.id)]
+
+    def delete_queue(self, queue_id: str, *, actor: str | None = None) -> Written:
+        """Delete the queue; its unfinished jobs move to the default queue, in one save.
+
+        A queue still taking jobs is sealed first (its own small save), so that clients
+        submitting to it all the while cannot keep the move from ever committing."""
+        self._check_deletable(queue_id)
+        self._seal_for_delete(queue_id, actor=actor)
+        return self._delete_queue(queue_id, actor=actor)
+
+    @command
+    def _check_deletable(self, uow: UnitOfWork, queue_id: str) -> list[str]:
+        uow.get(Queue, queue_id).check_deletable()
+        return [str(queue_id)]
+
+    @command
+    def _seal_for_delete(self, uow: UnitOfWork, queue_id: str) -> list[str]:
+        queue = uow.get(Queue, queue_id)
+        queue.check_deletable()
+        if queue.state != QueueState.SEALED:
+            queue.seal()
         return [str(queue.id)]
 
     @command
-    def delete_queue(self, uow: UnitOfWork, queue_id: str) -> list[str]:
-        """Delete the queue; its unfinished jobs move to the default queue."""
+    def _delete_queue(self, uow: UnitOfWork, queue_id: str) -> list[str]:
         queue = uow.get(Queue, queue_id)
         queue.check_deletable()
         registry = uow.get(QueueRegistry, REGISTRY_ID)
         default = uow.get(Queue, registry.default_queue_id)
-        moved = list(queue.open_jobs)
+        moved = self._members(str(queue.id), queue.version)[0]
         for job_id in moved:
             job = uow.get(Job, job_id)
             job.move(str(queue.id), str(default.id))
@@ -370,7 +403,7 @@ class Ledger(Dispatch, Application[Any]):
         target.check_accepts_jobs()
         source = uow.get(Queue, job.queue_id, allow_deleted=True)
         if job.status == JobStatus.RUNNING:
-            target.check_room_for(str(job.id))
+            target.check_room()
             source.stop_job(str(job.id))
             target.start_job(str(job.id))
         if not job.is_finished:
@@ -382,8 +415,8 @@ class Ledger(Dispatch, Application[Any]):
     def _set_status(self, uow: UnitOfWork, job: Job, status: JobStatus, *, by_user: bool) -> None:
         """Change the job's status and keep its queue's list of unfinished jobs exact."""
         was_finished, previous = job.is_finished, job.status
-        if status == JobStatus.RUNNING:
-            uow.get(Queue, job.queue_id).check_room_for(str(job.id))
+        if status == JobStatus.RUNNING and job.status != JobStatus.RUNNING:
+            uow.get(Queue, job.queue_id).check_room()
         if not job.change_status(status, by_user=by_user):
             return
         queue = uow.get(Queue, job.queue_id, allow_deleted=True)

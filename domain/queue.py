@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -76,10 +77,11 @@ class Queue(LedgerAggregate):
         self.parent_id = parent_id
         self.default = default
         self.children: list[str] = []
-        # Unfinished jobs, in arrival order: what terminate and delete act on.
-        self.open_jobs: dict[str, bool] = {}
-        # Jobs RUNNING now: never more than max_concurrency of them.
-        self.running_jobs: dict[str, bool] = {}
+        # How many jobs are unfinished, and how many RUNNING (never above max_concurrency).
+        # Counts, not sets, so that a busy queue stays small to load and copy; which
+        # jobs they are is in the queue's own events (see `members`).
+        self.open_count = 0
+        self.running_count = 0
         self.deleted = False
 
     # -- rules ---------------------------------------------------------------
@@ -101,11 +103,11 @@ class Queue(LedgerAggregate):
 
     @property
     def has_room(self) -> bool:
-        return self.max_concurrency is None or len(self.running_jobs) < self.max_concurrency
+        return self.max_concurrency is None or self.running_count < self.max_concurrency
 
-    def check_room_for(self, job_id: str) -> None:
-        if job_id not in self.running_jobs and not self.has_room:
-            raise ConflictError(f"queue {self.code!r} already runs {len(self.running_jobs)} jobs, its maxConcurrency")
+    def check_room(self) -> None:
+        if not self.has_room:
+            raise ConflictError(f"queue {self.code!r} already runs {self.running_count} jobs, its maxConcurrency")
 
     def check_deletable(self) -> None:
         if self.default:
@@ -139,16 +141,14 @@ class Queue(LedgerAggregate):
         self.state = QueueState.SEALED
 
     @event("Terminated")
-    def terminate(self, aborted_job_ids: list[str]) -> None:
-        for job_id in aborted_job_ids:
-            self.open_jobs.pop(job_id, None)
-            self.running_jobs.pop(job_id, None)
+    def terminate(self, aborted_job_ids: list[str], stopped_job_ids: list[str]) -> None:
+        self.open_count -= len(aborted_job_ids)
+        self.running_count -= len(stopped_job_ids)
 
     @event("Deleted")
     def delete(self, moved_job_ids: list[str], moved_to: str) -> None:
         self.deleted = True
-        self.open_jobs = {}
-        self.running_jobs = {}
+        self.open_count = self.running_count = 0
 
     @event("TagsAdded")
     def add_tags(self, tags: dict[str, str]) -> None:
@@ -160,19 +160,19 @@ class Queue(LedgerAggregate):
 
     @event("JobAdded")
     def add_job(self, job_id: str, reason: str) -> None:
-        self.open_jobs[job_id] = True
+        self.open_count += 1
 
     @event("JobRemoved")
     def remove_job(self, job_id: str, reason: str) -> None:
-        self.open_jobs.pop(job_id, None)
+        self.open_count -= 1
 
     @event("JobStarted")
     def start_job(self, job_id: str) -> None:
-        self.running_jobs[job_id] = True
+        self.running_count += 1
 
     @event("JobStopped")
     def stop_job(self, job_id: str) -> None:
-        self.running_jobs.pop(job_id, None)
+        self.running_count -= 1
 
     @event("ChildAdded")
     def add_child(self, child_id: str) -> None:
@@ -181,6 +181,29 @@ class Queue(LedgerAggregate):
     @event("ChildRemoved")
     def remove_child(self, child_id: str) -> None:
         self.children = [c for c in self.children if c != child_id]
+
+
+def members(events: Iterable[Any]) -> tuple[list[str], list[str]]:
+    """(unfinished job ids, running job ids) of a queue, folded from its events in order."""
+    open_jobs: dict[str, bool] = {}
+    running: dict[str, bool] = {}
+    for change in events:
+        name = type(change).__name__
+        if name == "JobAdded":
+            open_jobs[change.job_id] = True
+        elif name == "JobRemoved":
+            open_jobs.pop(change.job_id, None)
+        elif name == "JobStarted":
+            running[change.job_id] = True
+        elif name == "JobStopped":
+            running.pop(change.job_id, None)
+        elif name == "Terminated":
+            for job_id in change.aborted_job_ids:
+                open_jobs.pop(job_id, None)
+                running.pop(job_id, None)
+        elif name == "Deleted":
+            open_jobs, running = {}, {}
+    return list(open_jobs), list(running)
 
 
 REGISTRY_ID = uuid5(NAMESPACE_URL, "jobledger:queue-registry")

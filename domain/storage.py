@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -76,6 +78,33 @@ def parse_database_url(url: str) -> StoreConfig:
         "JOBLEDGER_DATABASE_URL",
         f"unsupported scheme {parts.scheme!r}: use sqlite:///path or postgresql://user@host/db",
     )
+
+
+@contextlib.contextmanager
+def schema_lock(config: StoreConfig) -> Iterator[None]:
+    """Serialise table creation across processes: several instances starting at once on an
+    empty PostgreSQL database would otherwise collide in CREATE TYPE / CREATE FUNCTION."""
+    if config.backend != "postgres":
+        yield
+        return
+    import psycopg
+
+    env = config.env
+    with psycopg.connect(
+        host=env["POSTGRES_HOST"],
+        port=int(env["POSTGRES_PORT"]),
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"] or None,
+        dbname=env["POSTGRES_DBNAME"],
+        autocommit=True,
+        connect_timeout=10,
+    ) as conn:
+        key = f"jobledger:schema:{env.get('POSTGRES_SCHEMA', 'public')}"
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
 
 def ensure_schema(config: StoreConfig) -> None:

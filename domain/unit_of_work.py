@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -11,6 +12,19 @@ from domain.base import LedgerAggregate
 from domain.errors import NotFoundError
 
 A = TypeVar("A", bound=LedgerAggregate)
+
+
+# eventsourcing's aggregate cache fast-forwards a cached aggregate under its lock but
+# deep-copies it after releasing it, so two threads loading one busy aggregate can copy
+# it while the other mutates it ("dictionary changed size during iteration", or worse, a
+# torn copy). Loads in this process take turns; from the cache they take microseconds.
+_LOADING = threading.Lock()
+
+
+def load(repository: Repository[Any], aggregate_id: UUID) -> Any:
+    """Get an aggregate from the repository (cache, snapshot, events), one load at a time."""
+    with _LOADING:
+        return repository.get(aggregate_id)
 
 
 def parse_id(kind: str, value: object) -> UUID:
@@ -36,7 +50,7 @@ class UnitOfWork:
         found = self._loaded.get(uid)
         if found is None:
             try:
-                found = self.repository.get(uid)
+                found = load(self.repository, uid)
             except AggregateNotFoundError:
                 raise NotFoundError(kind, aggregate_id) from None
             self._loaded[uid] = found

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from domain.history import History, Record
 from domain.ledger import Ledger
+from domain.storage import schema_lock
 from projections import jobs, queues, tasks
 from projections.batch import Batch, Handler
 from projections.feed import Change, ChangeFeed
@@ -72,7 +73,7 @@ class ProjectionRunner:
 
     def setup(self) -> None:
         """Create the read-model tables and the runner's position, if missing."""
-        with self.store.transaction() as tx:
+        with schema_lock(self.ledger.store), self.store.transaction() as tx:
             for statement in DDL:
                 tx.execute(statement.format(ts=self.store.timestamp_type, big=self.store.bigint_type))
             if tx.one(f"SELECT position FROM {TRACKING} WHERE name = ?", (RUNNER_NAME,)) is None:

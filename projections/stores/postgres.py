@@ -14,7 +14,10 @@ from psycopg.rows import dict_row
 from domain.storage import StoreConfig
 from projections.stores import Row, numbered
 
-CHANNEL = "jobledger_changes"
+
+def channel_for(schema: str) -> str:
+    """One NOTIFY channel per store: stores in other schemas of the database stay apart."""
+    return f"jobledger_changes_{schema}"[:63]
 
 
 def conninfo(config: StoreConfig) -> dict[str, Any]:
@@ -29,8 +32,9 @@ def conninfo(config: StoreConfig) -> dict[str, Any]:
 
 
 class _Tx:
-    def __init__(self, cursor: psycopg.Cursor[Row]) -> None:
+    def __init__(self, cursor: psycopg.Cursor[Row], channel: str) -> None:
         self.cursor = cursor
+        self.channel = channel
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         self.cursor.execute(numbered(sql, "%s"), list(params))
@@ -46,7 +50,7 @@ class _Tx:
 
     def announce(self, payload: str) -> None:
         """NOTIFY is transactional: listeners hear it when, and only if, the batch commits."""
-        self.cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+        self.cursor.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
 
 
 class PostgresReadStore:
@@ -75,7 +79,7 @@ class PostgresReadStore:
     def transaction(self) -> Iterator[_Tx]:
         conn = self._connect()
         with conn.transaction(), conn.cursor() as cursor:
-            yield _Tx(cursor)
+            yield _Tx(cursor, channel_for(self.schema))
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._connect().cursor() as cursor:
@@ -132,7 +136,7 @@ class PostgresReadStore:
             password=info["password"],
             database=info["dbname"],
         )
-        await conn.add_listener(CHANNEL, lambda _c, _pid, _ch, payload: callback(payload))
+        await conn.add_listener(channel_for(self.schema), lambda _c, _pid, _ch, payload: callback(payload))
         return conn
 
     def close(self) -> None:

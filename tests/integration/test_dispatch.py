@@ -290,7 +290,7 @@ async def test_max_concurrency_one_holds_back_a_second_job_until_the_first_finis
     assert candidates == [a0, a1, b0]  # the read model lists them; the domain decides
     leases = claim(ledger, candidates)
     assert [task_id_of(lease) for lease in leases] == [a0, a1]
-    assert list(queue(ledger, q).running_jobs) == [first]
+    assert list(ledger.running_jobs(q)) == [first]
     assert job(ledger, second).status == JobStatus.WAITING
     assert claim(ledger, [b0]) == []
 
@@ -298,10 +298,10 @@ async def test_max_concurrency_one_holds_back_a_second_job_until_the_first_finis
     assert claim(ledger, await reads.candidates(["single"])) == []  # first is still RUNNING
     ledger.complete_task(leases[1])
     assert job(ledger, first).status == JobStatus.DONE
-    assert list(queue(ledger, q).running_jobs) == []
+    assert list(ledger.running_jobs(q)) == []
 
     assert [task_id_of(lease) for lease in claim(ledger, await reads.candidates(["single"]))] == [b0]
-    assert list(queue(ledger, q).running_jobs) == [second]
+    assert list(ledger.running_jobs(q)) == [second]
     started = [r.data["job_id"] for r in events_of(ledger, q, "Queue.JobStarted")]
     stopped = [r.data["job_id"] for r in events_of(ledger, q, "Queue.JobStopped")]
     assert (started, stopped) == ([first, second], [first])
@@ -315,7 +315,7 @@ async def test_a_job_turns_running_at_its_first_claim_and_done_when_all_but_excl
 
     lease_a = claim_one(ledger, a)
     assert job(ledger, job_id).status == JobStatus.RUNNING
-    assert job_id in queue(ledger, q).running_jobs
+    assert job_id in ledger.running_jobs(q)
     lease_b = claim_one(ledger, b)
     ledger.complete_task(lease_a, {"bytes": 1})
     assert job(ledger, job_id).status == JobStatus.RUNNING
@@ -323,8 +323,8 @@ async def test_a_job_turns_running_at_its_first_claim_and_done_when_all_but_excl
 
     done = job(ledger, job_id)
     assert done.status == JobStatus.DONE and done.finished is not None
-    assert job_id not in queue(ledger, q).running_jobs
-    assert job_id not in queue(ledger, q).open_jobs
+    assert job_id not in ledger.running_jobs(q)
+    assert job_id not in ledger.open_jobs(q)
     assert task(ledger, a).result == {"bytes": 1}
     row = await reads.job_row(job_id)
     assert (row["status"], row["progress"]) == ("DONE", 100)
@@ -368,7 +368,7 @@ async def test_a_failed_attempt_is_retried_until_max_attempts_then_the_task_and_
     assert job(ledger, job_id).status == JobStatus.RUNNING  # `steady` still executes
     ledger.complete_task(steady_lease)
     assert job(ledger, job_id).status == JobStatus.FAILED
-    assert job_id not in queue(ledger, job(ledger, job_id).queue_id).running_jobs
+    assert job_id not in ledger.running_jobs(job(ledger, job_id).queue_id)
     assert Counter(types_of(ledger, flaky))["Task.AttemptFailed"] == expected
 
 
@@ -629,7 +629,7 @@ async def test_eight_threads_on_two_ledgers_hand_out_every_task_once_within_max_
     assert most_running_at_once(queue_events) <= RACE_LIMIT
     fresh = new_ledger()  # replayed from the store, not a racer's cache
     assert {job(fresh, j).status for j in job_ids} == {JobStatus.DONE}
-    assert queue(fresh, q).running_jobs == {}
+    assert fresh.running_jobs(q) == []
 
 
 def test_commands_saving_while_the_runner_of_their_own_ledger_reads_a_batch_are_not_refused(ledger):

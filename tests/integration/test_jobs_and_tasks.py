@@ -21,7 +21,7 @@ def test_a_job_is_named_after_its_first_file_and_lands_in_the_default_queue(ledg
     assert created.code == "latest_edit.mov"
     assert created.queue_id == str(default_queue(ledger).id)
     assert created.status == JobStatus.WAITING
-    assert written.id in default_queue(ledger).open_jobs
+    assert written.id in ledger.open_jobs(str(default_queue(ledger).id))
 
 
 def test_a_job_sent_without_tasks_is_named_after_its_source_and_stays_in_init(ledger):
@@ -110,7 +110,7 @@ def test_a_job_is_done_when_every_task_that_is_not_excluded_is_done(ledger):
     ledger.update_tasks(written.id, [{"id": c, "status": "DONE"}])
     done = job(ledger, written.id)
     assert done.status == JobStatus.DONE and done.finished is not None
-    assert written.id not in default_queue(ledger).open_jobs
+    assert written.id not in ledger.open_jobs(str(default_queue(ledger).id))
 
 
 def test_only_status_priority_and_metadata_of_a_task_can_change(ledger):
@@ -166,7 +166,7 @@ def test_resuming_a_done_job_runs_its_tasks_again(ledger):
     ledger.update_tasks(written.id, [{"id": task_id, "status": "DONE"}])
     ledger.update_job(written.id, status="WAITING")
     assert (job(ledger, written.id).status, task(ledger, task_id).status) == ("WAITING", "QUEUED")
-    assert written.id in default_queue(ledger).open_jobs
+    assert written.id in ledger.open_jobs(str(default_queue(ledger).id))
 
 
 def test_a_job_inherits_its_queues_priority_until_it_sets_its_own(ledger):
@@ -183,15 +183,15 @@ def test_moving_a_job_moves_it_between_the_queues_lists(ledger):
     written = submit(ledger, tasks=["/a"])
     ledger.update_job(written.id, queue="fast", actor="ops")
     assert job(ledger, written.id).queue_id == target.id
-    assert written.id in queue(ledger, target.id).open_jobs
-    assert written.id not in default_queue(ledger).open_jobs
+    assert written.id in ledger.open_jobs(target.id)
+    assert written.id not in ledger.open_jobs(str(default_queue(ledger).id))
     assert types_of(ledger, written.id)[-1] == "Job.Moved"
 
 
 def test_deleting_a_job_keeps_its_history_and_frees_its_queue(ledger):
     written = submit(ledger, tasks=["/a"])
     ledger.delete_job(written.id, actor="ops")
-    assert written.id not in default_queue(ledger).open_jobs
+    assert written.id not in ledger.open_jobs(str(default_queue(ledger).id))
     assert types_of(ledger, written.id)[-1] == "Job.Deleted"
     with pytest.raises(NotFoundError):
         ledger.update_job(written.id, status="PAUSED")
@@ -204,7 +204,7 @@ def test_reopening_a_job_whose_queue_was_deleted_puts_it_in_the_default_queue(le
     ledger.delete_queue(q.id)
     ledger.update_job(written.id, status="WAITING")
     assert job(ledger, written.id).queue_id == str(default_queue(ledger).id)
-    assert written.id in default_queue(ledger).open_jobs
+    assert written.id in ledger.open_jobs(str(default_queue(ledger).id))
 
 
 @pytest.mark.parametrize(

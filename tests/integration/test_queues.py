@@ -156,7 +156,7 @@ def test_terminating_a_queue_aborts_every_unfinished_job_and_only_those(ledger):
     ledger.terminate_queue(q.id, actor="ops")
     assert {job(ledger, j).status for j in open_ids} == {JobStatus.ABORTED}
     assert job(ledger, done.id).status == JobStatus.DONE
-    assert queue(ledger, q.id).open_jobs == {}
+    assert ledger.open_jobs(q.id) == []
 
 
 def test_deleting_a_queue_moves_unfinished_jobs_to_the_default_queue_in_one_save(ledger):
@@ -167,7 +167,7 @@ def test_deleting_a_queue_moves_unfinished_jobs_to_the_default_queue_in_one_save
     written = ledger.delete_queue(q.id)
     default = default_queue(ledger)
     assert job(ledger, waiting.id).queue_id == str(default.id)
-    assert waiting.id in default.open_jobs
+    assert waiting.id in ledger.open_jobs(str(default.id))
     assert job(ledger, finished.id).queue_id == q.id  # finished jobs stay with their history
     with pytest.raises(NotFoundError):
         ledger.update_queue(q.id, priority=1)
