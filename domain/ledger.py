@@ -10,7 +10,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 
 from domain.commands import Written, command
 from domain.dispatch import Dispatch
-from domain.errors import ConflictError, NotFoundError, ValidationError
+from domain.errors import ConflictError, LedgerError, NotFoundError, ValidationError
 from domain.inputs import TaskSpec, job_code, task_specs
 from domain.job import CREATABLE, DEFAULT_MAX_ATTEMPTS, Job, JobPhase, JobStatus
 from domain.job import UPDATABLE as JOB_UPDATABLE
@@ -226,8 +226,13 @@ class Ledger(Dispatch, Application[Any]):
         A queue still taking jobs is sealed first (its own small save), so that clients
         submitting to it all the while cannot keep the move from ever committing."""
         self._check_deletable(queue_id)
-        self._seal_for_delete(queue_id, actor=actor)
-        return self._delete_queue(queue_id, actor=actor)
+        sealed = self._seal_for_delete(queue_id, actor=actor)
+        try:
+            return self._delete_queue(queue_id, actor=actor)
+        except LedgerError:
+            if sealed.ids:  # the seal was ours: take it back, so the failed delete changes nothing
+                self._unseal_after_failed_delete(queue_id, actor=actor)
+            raise
 
     @command
     def _check_deletable(self, uow: UnitOfWork, queue_id: str) -> list[str]:
@@ -236,11 +241,20 @@ class Ledger(Dispatch, Application[Any]):
 
     @command
     def _seal_for_delete(self, uow: UnitOfWork, queue_id: str) -> list[str]:
+        """Seal the queue if it is not yet; returns its id only if this sealed it."""
         queue = uow.get(Queue, queue_id)
         queue.check_deletable()
-        if queue.state != QueueState.SEALED:
-            queue.seal()
+        if queue.state == QueueState.SEALED:
+            return []
+        queue.seal()
         return [str(queue.id)]
+
+    @command
+    def _unseal_after_failed_delete(self, uow: UnitOfWork, queue_id: str) -> list[str]:
+        queue = uow.find(Queue, queue_id)
+        if queue is not None and queue.state == QueueState.SEALED:
+            queue.unseal()
+        return [str(queue_id)]
 
     @command
     def _delete_queue(self, uow: UnitOfWork, queue_id: str) -> list[str]:

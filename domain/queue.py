@@ -140,6 +140,11 @@ class Queue(LedgerAggregate):
     def seal(self) -> None:
         self.state = QueueState.SEALED
 
+    @event("Unsealed")
+    def unseal(self) -> None:
+        """Takes jobs again: undoes the seal of a delete that could not finish."""
+        self.state = QueueState.ACTIVE
+
     @event("Terminated")
     def terminate(self, aborted_job_ids: list[str], stopped_job_ids: list[str]) -> None:
         self.open_count -= len(aborted_job_ids)

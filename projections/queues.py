@@ -94,6 +94,7 @@ HANDLERS: dict[str, Handler] = {
     "Queue.DefaultSet": lambda tx, r, b: _set(tx, r, b, {"is_default": True}),
     "Queue.DefaultUnset": lambda tx, r, b: _set(tx, r, b, {"is_default": False}),
     "Queue.Sealed": lambda tx, r, b: _set(tx, r, b, {"state": "SEALED"}),
+    "Queue.Unsealed": lambda tx, r, b: _set(tx, r, b, {"state": "ACTIVE"}),
     "Queue.Terminated": lambda tx, r, b: _set(tx, r, b, {}),
     "Queue.Deleted": lambda tx, r, b: _set(tx, r, b, {"deleted": True, "is_default": False}),
     "Queue.TagsAdded": tags_added,

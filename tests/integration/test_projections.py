@@ -588,6 +588,7 @@ FOLDS: dict[str, Callable[[Folded, Record], None]] = {
     "Queue.DefaultSet": queue_setter(is_default=True),
     "Queue.DefaultUnset": queue_setter(is_default=False),
     "Queue.Sealed": queue_setter(state="SEALED"),
+    "Queue.Unsealed": queue_setter(state="ACTIVE"),
     "Queue.Terminated": queue_setter(),  # its jobs' own StatusChanged events abort them
     "Queue.Deleted": queue_setter(deleted=True, is_default=False),  # its jobs' Moved events move them
     "Job.Created": job_created,
