@@ -9,13 +9,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -29,6 +31,7 @@ from domain.ledger import Ledger
 from projections.service import ReadSide
 
 log = logging.getLogger("jobledger")
+STATIC = Path(__file__).parent / "static"  # the web dashboard, served at /
 READY_LAG = 1000  # events the read models may trail the store by and still be ready
 
 
@@ -152,6 +155,9 @@ def create_app(settings: Settings) -> Starlette:
             return JSONResponse({"status": "catching up", **body}, status_code=503)
         return JSONResponse({"status": "ready", **body})
 
+    async def dashboard(request: Request) -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
     app = Starlette(lifespan=lifespan)
     graphql = LedgerGraphQL(app)
     app.router.routes.extend(
@@ -160,6 +166,8 @@ def create_app(settings: Settings) -> Starlette:
             Route("/readyz", readyz),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            Route("/", dashboard),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
     )
     app.add_middleware(RequestLog)

@@ -29,6 +29,16 @@ from domain.job import JobPhase as DomainJobPhase
 from projections.query import Sort, check_first
 
 
+def wants_total(info: Info[Context, Any]) -> bool:
+    """Whether the query asks for totalCount (a COUNT is only run for those that do)."""
+    for selected in info.selected_fields:
+        for child in selected.selections:
+            name = getattr(child, "name", None)
+            if name is None or name == "totalCount":  # fragments: assume yes
+                return True
+    return False
+
+
 def sorts(order_by: list[SortDirective] | None) -> list[Sort] | None:
     if not order_by:
         return None
@@ -97,6 +107,7 @@ class Query:
             order_by=sorts(_opt(order_by)),
             first=50 if first is None else first,
             after=_opt(after),
+            with_total=wants_total(info),
         )
         return QueueConnection.from_page(page)
 
@@ -123,6 +134,7 @@ class Query:
             order_by=sorts(_opt(order_by)),
             first=50 if first is None else first,
             after=_opt(after),
+            with_total=wants_total(info),
         )
         return JobConnection.from_page(page)
 
@@ -141,7 +153,11 @@ class Query:
         after: str | None = strawberry.UNSET,
     ) -> TaskConnection:
         page = await info.context["read"].tasks(
-            str(job_id), where=_opt(where), first=100 if first is None else first, after=_opt(after)
+            str(job_id),
+            where=_opt(where),
+            first=100 if first is None else first,
+            after=_opt(after),
+            with_total=wants_total(info),
         )
         return TaskConnection.from_page(page)
 

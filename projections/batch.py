@@ -10,7 +10,8 @@ from typing import Any
 from domain.history import Record
 from projections.stores import Tx
 
-MAX_ANNOUNCED_IDS = 100  # NOTIFY payloads are limited to 8,000 bytes
+MAX_ANNOUNCED_IDS = 100
+MAX_PAYLOAD_BYTES = 7800  # PostgreSQL refuses NOTIFY payloads of 8,000 bytes or more
 
 
 @dataclass
@@ -29,24 +30,22 @@ class Batch:
         self.types.add(record.type)
 
     def payload(self) -> str:
-        """The announcement: positions, and the ids that changed (capped; `more` says so)."""
-
-        def capped(ids: set[str]) -> list[str]:
-            return sorted(ids)[:MAX_ANNOUNCED_IDS]
-
-        more = any(len(s) > MAX_ANNOUNCED_IDS for s in (self.jobs, self.queues, self.tasks))
-        return json.dumps(
-            {
-                "first": self.first,
-                "position": self.last,
-                "jobs": capped(self.jobs),
-                "queues": capped(self.queues),
-                "tasks": capped(self.tasks),
-                "types": sorted(self.types),
-                "more": more,
-            },
-            separators=(",", ":"),
-        )
+        """The announcement: positions, and the ids that changed. Past the size NOTIFY
+        allows, ids are left out and `more` says so (listeners then read the log)."""
+        cap = MAX_ANNOUNCED_IDS
+        while True:
+            lists = {
+                name: sorted(ids)[:cap]
+                for name, ids in (("jobs", self.jobs), ("queues", self.queues), ("tasks", self.tasks))
+            }
+            more = any(len(ids) > cap for ids in (self.jobs, self.queues, self.tasks))
+            text = json.dumps(
+                {"first": self.first, "position": self.last, **lists, "types": sorted(self.types), "more": more},
+                separators=(",", ":"),
+            )
+            if len(text.encode()) <= MAX_PAYLOAD_BYTES or cap == 0:
+                return text
+            cap //= 2
 
 
 Handler = Callable[[Tx, Record, Batch], None]

@@ -98,6 +98,29 @@ _SORT_ALIASES = {
     "creatoremail": "user",
     "queuestate": "state",
 }
+# Columns that may be NULL: only these need COALESCE in sort keys (a bare column can
+# use its index for the order; a wrapped one cannot).
+_NULLABLE = frozenset(
+    {
+        "j.source",
+        "j.destination",
+        "j.etr",
+        "j.max_attempts",
+        "j.user",
+        "j.modifier",
+        'j."user"',
+        "q.max_concurrency",
+        "q.idle_timeout_s",
+        "q.max_attempts",
+        'q."user"',
+        "q.modifier",
+        "t.worker",
+        "t.error",
+        "t.time",
+        "t.source_path",
+        "t.destination_path",
+    }
+)
 _NULL_LOW = {"text": "''", "id": "''", "enum": "''", "int": "-1", "float": "-1", "bool": "FALSE"}
 
 
@@ -191,12 +214,13 @@ class ReadModels:
         order_by: Sequence[Sort] | None = None,
         first: int = 50,
         after: str | None = None,
+        with_total: bool = True,
     ) -> Page:
         filters, params = ["q.deleted = ?"], [False]
         if not include_archived:
             filters.append("q.state = ?")
             params.append("ACTIVE")  # type: ignore[arg-type]
-        page = await self._page(f"{QUEUES} q", QUEUE_FIELDS, where, filters, params, order_by, first, after)
+        page = await self._page(f"{QUEUES} q", QUEUE_FIELDS, where, filters, params, order_by, first, after, with_total)
         page.nodes = [_queue(r) for r in page.nodes]
         return page
 
@@ -210,6 +234,7 @@ class ReadModels:
         after: str | None = None,
         statuses: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
+        with_total: bool = True,
     ) -> Page:
         filters: list[str] = []
         params: list[Any] = []
@@ -225,7 +250,7 @@ class ReadModels:
         if statuses:
             filters.append(f"j.status IN ({', '.join('?' * len(statuses))})")
             params += [str(s) for s in statuses]
-        return await self._page(f"{JOBS} j", JOB_FIELDS, where, filters, params, order_by, first, after)
+        return await self._page(f"{JOBS} j", JOB_FIELDS, where, filters, params, order_by, first, after, with_total)
 
     async def tasks(
         self,
@@ -234,12 +259,15 @@ class ReadModels:
         first: int = 100,
         after: str | None = None,
         statuses: Sequence[str] | None = None,
+        with_total: bool = True,
     ) -> Page:
         filters, params = ["t.job_id = ?"], [job_id]
         if statuses:
             filters.append(f"t.status IN ({', '.join('?' * len(statuses))})")
             params += [str(s) for s in statuses]
-        return await self._page(f"{TASKS} t", TASK_FIELDS, where, filters, params, [Sort("uri")], first, after)
+        return await self._page(
+            f"{TASKS} t", TASK_FIELDS, where, filters, params, [Sort("uri")], first, after, with_total
+        )
 
     async def claim_candidates(self, queues: Sequence[str] | None, count: int) -> list[str]:
         """Queued tasks of dispatchable jobs in enabled queues, in hand-out order: queue
@@ -308,7 +336,10 @@ class ReadModels:
         order_by: Sequence[Sort] | None,
         first: int,
         after: str | None,
+        with_total: bool = True,
     ) -> Page:
+        """One page; `with_total=False` skips the COUNT (costly on big tables) when
+        the caller does not show totalCount."""
         check_first(first)
         filters, params = list(filters), list(params)
         if where and where.strip():
@@ -316,11 +347,13 @@ class ReadModels:
             filters.append(f"({sql})")
             params += values
         sort = resolve_sort(fields, order_by)
-        keys = [
-            f"COALESCE({f.sql}, {_NULL_LOW.get(f.kind, 'NULL')})" if f.kind != "datetime" else f.sql for _, f, _ in sort
-        ]
+        keys = [_sort_key(f) for _, f, _ in sort]
         condition = " AND ".join(filters) or "1=1"
-        total = await self.store.fetch(f"SELECT COUNT(*) AS n FROM {table} WHERE {condition}", params)
+        total = (
+            await self.store.fetch(f"SELECT COUNT(*) AS n FROM {table} WHERE {condition}", params)
+            if with_total
+            else [{"n": -1}]
+        )
         page_filters, page_params = list(filters), list(params)
         if after:
             sql, values = _after(keys, sort, decode_cursor(after, len(keys)), self.store.backend)
@@ -340,6 +373,15 @@ class ReadModels:
             for i in range(len(keys)):
                 row.pop(f"_k{i}", None)
         return Page(rows, has_next, cursor, int(total[0]["n"]))
+
+
+def _sort_key(f: Field) -> str:
+    """A bare column where it cannot be NULL; NULLs as the lowest value otherwise
+    (timestamps stay bare: `_after` compares them NULL-aware)."""
+    nullable = f.sql in _NULLABLE or f.sql.startswith("(SELECT")
+    if f.kind == "datetime" or not nullable:
+        return f.sql
+    return f"COALESCE({f.sql}, {_NULL_LOW.get(f.kind, 'NULL')})"
 
 
 def _after(

@@ -181,3 +181,23 @@ async def test_values_are_data_never_sql(ledger, reads):
     for value in ['"x\'; DROP TABLE jl_jobs; --"', '"\' OR 1=1 --"', '"b.mov\\" OR code=\\"c.mov"']:
         assert (await models.jobs(where=f"code={value}")).total_count == 0
     assert (await models.jobs(phase=None)).total_count == 4
+
+
+def test_a_batch_touching_hundreds_of_jobs_is_applied_and_announced_within_notify_limits(ledger):
+    """PostgreSQL refuses NOTIFY payloads of 8,000 bytes: a big batch announces what it can
+    and says `more`, instead of failing (and stalling the read side)."""
+    from projections.batch import MAX_PAYLOAD_BYTES
+
+    store = open_read_store(ledger.store)
+    runner = ProjectionRunner(ledger, store, batch_size=5000)
+    runner.setup()
+    for i in range(120):
+        ledger.create_job(code=f"bulk-{i}", tasks=[f"/a{i}", f"/b{i}"], destination="/o")
+    heard = []
+    runner.feed.publish = heard.append  # type: ignore[method-assign]
+    assert runner.run_batch() == ledger.position()  # the whole log, in one batch
+    (change,) = heard
+    assert change.more and len(change.jobs) < 120
+    assert runner.position() == ledger.position()
+    store.close()
+    assert MAX_PAYLOAD_BYTES < 8000
