@@ -1,0 +1,149 @@
+"""The GraphQL documents the client sends (parsed once, by gql)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from gql import gql
+from gql.graphql_request import GraphQLRequest
+
+QUEUE = """
+fragment QueueFields on Queue {
+  id code priority status state default uri description metadata tags
+  maxConcurrency idleTimeoutS executionMode maxAttempts
+  totalJobs successfulJobs failedJobs activeJobs created modified user modifier
+}"""
+JOB = """
+fragment JobFields on Job {
+  id code uri queue { id code } status phase priority source destination
+  progress size speed etr metadata maxAttempts created modified finished user modifier
+}"""
+TASK = """
+fragment TaskFields on Task {
+  id uri job { id } status priority source destination size progress attempts
+  worker error result metadata created finished time
+}"""
+EVENT = """
+fragment EventFields on Event { position aggregateId aggregateType version type timestamp actor data }"""
+LEASE = "fragment LeaseFields on TaskLease { id worker expires task { ...TaskFields } }" + TASK
+PAGE = "pageInfo { hasNextPage endCursor }"
+
+QUEUE_BY = "query QueueBy($id: ID, $code: String) { queue(id: $id, code: $code) { ...QueueFields } }" + QUEUE
+QUEUES = (
+    """query Queues($where: String, $includeArchived: Boolean, $orderBy: [SortDirective!], $first: Int,
+                    $after: String) {
+  page: queues(where: $where, includeArchived: $includeArchived, orderBy: $orderBy, first: $first, after: $after) {
+    totalCount nodes { ...QueueFields } """
+    + PAGE
+    + "} }"
+    + QUEUE
+)
+CREATE_QUEUE = (
+    "mutation CreateQueue($input: CreateQueueInput!) { createQueue(input: $input) { ...QueueFields } }" + QUEUE
+)
+UPDATE_QUEUE = (
+    "mutation UpdateQueue($id: ID!, $input: UpdateQueueInput!) {"
+    " updateQueue(id: $id, input: $input) { ...QueueFields } }" + QUEUE
+)
+ARCHIVE_QUEUE = "mutation ArchiveQueue($id: ID!) { archiveQueue(id: $id) { ...QueueFields } }" + QUEUE
+TERMINATE_QUEUE = "mutation TerminateQueue($id: ID!) { terminateQueue(id: $id) { ...QueueFields } }" + QUEUE
+DELETE_QUEUE = "mutation DeleteQueue($id: ID!) { deleteQueue(id: $id) }"
+ADD_QUEUE_TAGS = (
+    "mutation AddTags($id: ID!, $tags: JSON!) { addQueueTags(id: $id, tags: $tags) { ...QueueFields } }" + QUEUE
+)
+REMOVE_QUEUE_TAGS = (
+    "mutation RemoveTags($id: ID!, $keys: [String!]!) { removeQueueTags(id: $id, keys: $keys) { ...QueueFields } }"
+    + QUEUE
+)
+
+JOB_BY = "query JobBy($id: ID!) { job(id: $id) { ...JobFields } }" + JOB
+JOBS = (
+    """query Jobs($where: String, $phase: JobPhase, $queue: String, $orderBy: [SortDirective!], $first: Int,
+                  $after: String) {
+  page: jobs(where: $where, phase: $phase, queue: $queue, orderBy: $orderBy, first: $first, after: $after) {
+    totalCount nodes { ...JobFields } """
+    + PAGE
+    + "} }"
+    + JOB
+)
+QUEUE_JOBS = (
+    """query QueueJobs($id: ID, $code: String, $status: [JobStatus!], $first: Int, $after: String) {
+  queue(id: $id, code: $code) { id page: jobs(status: $status, first: $first, after: $after) {
+    totalCount nodes { ...JobFields } """
+    + PAGE
+    + "} } }"
+    + JOB
+)
+CREATE_JOB = "mutation CreateJob($input: CreateJobInput!) { createJob(input: $input) { ...JobFields } }" + JOB
+UPDATE_JOB = (
+    "mutation UpdateJob($id: ID!, $input: UpdateJobInput!) { updateJob(id: $id, input: $input) { ...JobFields } }" + JOB
+)
+DELETE_JOB = "mutation DeleteJob($id: ID!) { deleteJob(id: $id) }"
+
+TASK_BY = "query TaskBy($id: ID!) { task(id: $id) { ...TaskFields } }" + TASK
+TASKS = (
+    """query Tasks($jobId: ID!, $where: String, $first: Int, $after: String) {
+  page: tasks(jobId: $jobId, where: $where, first: $first, after: $after) { totalCount nodes { ...TaskFields } """
+    + PAGE
+    + "} }"
+    + TASK
+)
+ADD_TASKS = (
+    """mutation AddTasks($jobId: ID!, $tasks: [TaskInput!]!, $allowDuplicates: Boolean) {
+  addTasks(jobId: $jobId, tasks: $tasks, allowDuplicates: $allowDuplicates) { ...TaskFields } }"""
+    + TASK
+)
+UPDATE_TASKS = (
+    """mutation UpdateTasks($jobId: ID!, $tasks: [TaskUpdateInput!]!) {
+  updateTasks(jobId: $jobId, tasks: $tasks) { ...TaskFields } }"""
+    + TASK
+)
+
+EVENTS = (
+    """query Events($after: Long, $aggregateId: ID, $types: [String!], $first: Int) {
+  page: events(after: $after, aggregateId: $aggregateId, types: $types, first: $first) { nodes { ...EventFields } """
+    + PAGE
+    + "} }"
+    + EVENT
+)
+JOB_EVENTS = (
+    """query JobEvents($id: ID!, $after: Long, $first: Int) {
+  job(id: $id) { id page: events(after: $after, first: $first) { nodes { ...EventFields } """
+    + PAGE
+    + "} } }"
+    + EVENT
+)
+
+CLAIM = (
+    """mutation Claim($worker: String!, $queues: [String!], $limit: Int, $leaseSeconds: Int) {
+  claimTasks(worker: $worker, queues: $queues, limit: $limit, leaseSeconds: $leaseSeconds) { ...LeaseFields } }"""
+    + LEASE
+)
+HEARTBEAT = (
+    """mutation Heartbeat($leaseId: ID!, $progress: Int, $bytesDone: Long, $speed: Float) {
+  heartbeat(leaseId: $leaseId, progress: $progress, bytesDone: $bytesDone, speed: $speed) { ...LeaseFields } }"""
+    + LEASE
+)
+COMPLETE = (
+    "mutation Complete($leaseId: ID!, $result: JSON) { completeTask(leaseId: $leaseId, result: $result) "
+    "{ ...TaskFields } }" + TASK
+)
+FAIL = (
+    "mutation Fail($leaseId: ID!, $error: String!, $retry: Boolean) { failTask(leaseId: $leaseId, error: $error, "
+    "retry: $retry) { ...TaskFields } }" + TASK
+)
+RELEASE = "mutation Release($leaseId: ID!) { releaseTask(leaseId: $leaseId) { ...TaskFields } }" + TASK
+
+WATCH = """subscription Watch($jobId: ID!) {
+  jobProgress(jobId: $jobId) { jobId status progress speed etr size } }"""
+FOLLOW_EVENTS = (
+    """subscription Follow($after: Long, $aggregateId: ID, $types: [String!]) {
+  events(after: $after, aggregateId: $aggregateId, types: $types) { ...EventFields } }"""
+    + EVENT
+)
+
+
+@cache
+def parsed(document: str) -> GraphQLRequest:
+    """The document parsed by gql, once per process."""
+    return gql(document)
