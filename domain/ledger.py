@@ -12,7 +12,7 @@ from domain.commands import Written, command
 from domain.dispatch import Dispatch
 from domain.errors import ConflictError, LedgerError, NotFoundError, ValidationError
 from domain.inputs import TaskSpec, job_code, task_specs
-from domain.job import CREATABLE, DEFAULT_MAX_ATTEMPTS, Job, JobPhase, JobStatus
+from domain.job import CREATABLE, DEFAULT_MAX_ATTEMPTS, FINISHED, Job, JobPhase, JobStatus
 from domain.job import UPDATABLE as JOB_UPDATABLE
 from domain.queue import REGISTRY_ID, ExecutionMode, Queue, QueueRegistry, QueueState, QueueStatus, members
 from domain.rules import (
@@ -369,9 +369,13 @@ class Ledger(Dispatch, Application[Any]):
             job.update(changes)
         if changes.get("destination"):
             self._release_pending_tasks(uow, job)
+        elif "destination" in changes:
+            self._hold_tasks_without_destination(uow, job)
         if wanted is not None:
             self._set_status(uow, job, wanted, by_user=True)
-        else:  # a status the user chose stands; otherwise the tasks decide
+        # A finish the user chose stands; otherwise the tasks decide (a job resumed with
+        # nothing left to run is DONE, not WAITING forever).
+        if wanted is None or wanted not in FINISHED:
             self._settle(uow, job)
         return [str(job.id)]
 
@@ -530,6 +534,15 @@ class Ledger(Dispatch, Application[Any]):
                 self._set_task_status(uow, job, uow.get(Task, task_id), TaskStatus.QUEUED, by_user=False)
         if job.status in (JobStatus.PENDING, JobStatus.INIT):
             self._set_status(uow, job, JobStatus.WAITING, by_user=False)
+
+    def _hold_tasks_without_destination(self, uow: UnitOfWork, job: Job) -> None:
+        """The job lost its destination: transfers with none of their own wait in PENDING."""
+        for task_id, tally in job.tasks.items():
+            if tally["status"] != TaskStatus.QUEUED:
+                continue
+            task = uow.get(Task, task_id)
+            if task.destination is None and needs_destination(task.source):
+                self._set_task_status(uow, job, task, TaskStatus.PENDING, by_user=False)
 
     def _set_task_status(self, uow: UnitOfWork, job: Job, task: Task, status: TaskStatus, *, by_user: bool) -> None:
         if task.change_status(status, by_user=by_user):

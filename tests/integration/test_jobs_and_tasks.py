@@ -223,3 +223,21 @@ def test_bad_job_input_names_the_field_and_writes_nothing(ledger, kwargs, field)
         submit(ledger, **kwargs)
     assert caught.value.field == field
     assert ledger.position() == before
+
+
+def test_resuming_a_job_with_nothing_left_to_run_finishes_it(ledger):
+    written = submit(ledger, tasks=["/a"])
+    (task_id,) = job(ledger, written.id).tasks
+    ledger.update_job(written.id, status="ABORTED")
+    ledger.update_tasks(written.id, [{"id": task_id, "status": "DONE"}])
+    ledger.update_job(written.id, status="WAITING")
+    assert job(ledger, written.id).status == JobStatus.DONE
+
+
+def test_taking_away_the_jobs_destination_puts_its_transfers_back_in_pending(ledger):
+    written = submit(ledger, tasks=["/a", {"source": "/b", "destination": "/elsewhere/b"}])
+    first, second = job(ledger, written.id).tasks
+    ledger.update_job(written.id, destination=None)
+    assert (task(ledger, first).status, task(ledger, second).status) == ("PENDING", "QUEUED")
+    ledger.update_job(written.id, destination="/new")
+    assert task(ledger, first).status == "QUEUED"
