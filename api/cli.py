@@ -1,4 +1,4 @@
-"""The `jobledger` command: serve, projections, events."""
+"""The `jobledger` command: serve, worker, projections, events; queue, job and task (api/client_cli.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from api.client_cli import add_commands
 from api.settings import Settings
 from domain.errors import LedgerError
 
@@ -63,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--aggregate", metavar="ID", help="only this aggregate's events")
     export.add_argument("--follow", action="store_true", help="keep writing new events as they happen")
     export.set_defaults(run=run_export)
+
+    add_commands(commands)  # queue, job, task: through the Python client against --url
     return parser
 
 

@@ -7,7 +7,7 @@ import pytest
 from domain.errors import ConflictError, InvalidTransitionError, NotFoundError, ValidationError
 from domain.job import JobStatus
 from domain.task import TaskStatus
-from tests.helpers import default_queue, job, queue, task, types_of
+from tests.helpers import default_queue, job, task, types_of
 
 
 def submit(ledger, **kwargs):
