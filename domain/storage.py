@@ -80,17 +80,12 @@ def parse_database_url(url: str) -> StoreConfig:
     )
 
 
-@contextlib.contextmanager
-def schema_lock(config: StoreConfig) -> Iterator[None]:
-    """Serialise table creation across processes: several instances starting at once on an
-    empty PostgreSQL database would otherwise collide in CREATE TYPE / CREATE FUNCTION."""
-    if config.backend != "postgres":
-        yield
-        return
+def connect(config: StoreConfig) -> Any:
+    """A plain autocommit connection to the PostgreSQL database of `config`."""
     import psycopg
 
     env = config.env
-    with psycopg.connect(
+    return psycopg.connect(
         host=env["POSTGRES_HOST"],
         port=int(env["POSTGRES_PORT"]),
         user=env["POSTGRES_USER"],
@@ -98,7 +93,18 @@ def schema_lock(config: StoreConfig) -> Iterator[None]:
         dbname=env["POSTGRES_DBNAME"],
         autocommit=True,
         connect_timeout=10,
-    ) as conn:
+    )
+
+
+@contextlib.contextmanager
+def schema_lock(config: StoreConfig) -> Iterator[None]:
+    """Serialise table creation across processes: several instances starting at once on an
+    empty PostgreSQL database would otherwise collide in CREATE TYPE / CREATE FUNCTION."""
+    if config.backend != "postgres":
+        yield
+        return
+    env = config.env
+    with connect(config) as conn:
         key = f"jobledger:schema:{env.get('POSTGRES_SCHEMA', 'public')}"
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
         try:
@@ -112,18 +118,7 @@ def ensure_schema(config: StoreConfig) -> None:
     schema = config.env.get("POSTGRES_SCHEMA", "public")
     if config.backend != "postgres" or schema == "public":
         return
-    import psycopg
-
-    env = config.env
-    with psycopg.connect(
-        host=env["POSTGRES_HOST"],
-        port=int(env["POSTGRES_PORT"]),
-        user=env["POSTGRES_USER"],
-        password=env["POSTGRES_PASSWORD"] or None,
-        dbname=env["POSTGRES_DBNAME"],
-        autocommit=True,
-        connect_timeout=10,
-    ) as conn:
+    with connect(config) as conn:
         conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
 
 
