@@ -1,0 +1,570 @@
+"""Throughput benchmark: no-op tasks submitted, claimed and completed end to end over real HTTP
+against a real `jobledger serve`, on PostgreSQL and SQLite, next to Procrastinate and PgQueuer
+processing the same number of no-op jobs on the same PostgreSQL.
+
+jobledger: `--tasks` command tasks (jobs of 100, submitted one createJob after another from one
+client; never executed) are claimed with claimTasks(limit: --batch) and completed with one
+completeTasks per claim by 1 and 4 workers (coroutines with an HTTP connection each), and, for
+comparison, with claimTasks(limit: 1) and completeTask per task on `--single-tasks` tasks.
+Every run has a fresh store and a fresh server.
+
+Procrastinate and PgQueuer run in a separate virtual environment (created on first use under
+--others-venv, default bench/.venv-others) as a subprocess, each in a fresh database: batch
+enqueue of --tasks no-op jobs, then 1 and 4 workers until the queue is empty.
+
+    .venv/bin/python bench/throughput.py [--tasks 10000] [--store sqlite|postgres|both] [--skip-others]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.api.conftest import Server, start_server, stop_server  # noqa: E402
+
+ADMIN_URL = os.environ.get("JOBLEDGER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+STORE_NAMES = {"postgres": "PG", "sqlite": "SQLite"}
+TASKS_PER_JOB = 100
+WORKER_COUNTS = (1, 4)
+LEASE_SECONDS = 600
+OTHERS_PACKAGES = ["procrastinate", "pgqueuer", "psycopg[binary]", "asyncpg"]
+
+CREATE_JOB = "mutation($code: String!, $tasks: [TaskInput!]!) { createJob(input: {code: $code, tasks: $tasks}) { id } }"
+CLAIM = """mutation($worker: String!, $limit: Int!, $lease: Int!) {
+  claimTasks(worker: $worker, limit: $limit, leaseSeconds: $lease) { id task { id } } }"""
+COMPLETE_MANY = "mutation($completions: [Completion!]!) { completeTasks(completions: $completions) { id } }"
+COMPLETE_ONE = "mutation($lease: ID!) { completeTask(leaseId: $lease) { id } }"
+DONE_JOBS = '{ jobs(phase: null, where: "status=done", first: 0) { totalCount } }'
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Result:
+    name: str
+    tasks: int
+    submit_s: float
+    process_s: float
+    note: str = ""
+    server_cpu_s: float | None = None  # CPU time of the jobledger server process while processing
+    load: float = field(default_factory=lambda: os.getloadavg()[0])  # 1-minute load average at the end
+
+    @property
+    def rate(self) -> float:
+        return self.tasks / self.process_s if self.process_s else 0.0
+
+    @property
+    def end_to_end(self) -> float:
+        total = self.submit_s + self.process_s
+        return self.tasks / total if total else 0.0
+
+
+# -- progress --------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """A counter shown on stderr about once a second (every 10 s when stderr is not a terminal)."""
+
+    label: str
+    total: int
+    done: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self.started
+        rate = self.done / elapsed if elapsed else 0.0
+        return f"  {self.label}: {self.done:,}/{self.total:,}  {rate:,.0f}/s  {elapsed:.0f} s "
+
+    async def show(self) -> None:
+        tty, ticks = sys.stderr.isatty(), 0
+        while True:
+            await asyncio.sleep(1)
+            ticks += 1
+            if tty:
+                sys.stderr.write("\r" + self.line())
+            elif ticks % 10 == 0:
+                sys.stderr.write(self.line() + "\n")
+            sys.stderr.flush()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> Any:
+        shower = asyncio.create_task(self.show())
+        try:
+            yield self
+        finally:
+            shower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await shower
+            sys.stderr.write(("\r" if sys.stderr.isatty() else "") + self.line() + "\n")
+            sys.stderr.flush()
+
+
+# -- databases -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fresh_postgres(prefix: str) -> Iterator[str]:
+    """A new database on the server of ADMIN_URL, dropped afterwards; yields its URL."""
+    database = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{database}"')
+    try:
+        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{database}"
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def fresh_store(store: str, tmp: str) -> Iterator[str]:
+    if store == "postgres":
+        with fresh_postgres("jobledger_bench") as url:
+            yield url
+    else:
+        path = Path(tmp) / f"bench-{uuid.uuid4().hex[:8]}.db"
+        try:
+            yield f"sqlite:///{path}"
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+# -- jobledger -------------------------------------------------------------------
+
+
+class Api:
+    """One HTTP connection to the server; GraphQL errors raise."""
+
+    def __init__(self, url: str, user: str) -> None:
+        self.url = url
+        self.http = httpx.AsyncClient(
+            timeout=120, headers={"X-Jobledger-User": user}, limits=httpx.Limits(max_connections=1)
+        )
+
+    async def __call__(self, query: str, **variables: Any) -> dict[str, Any]:
+        body = (await self.http.post(self.url, json={"query": query, "variables": variables})).json()
+        if body.get("errors"):
+            raise RuntimeError(f"GraphQL error: {body['errors'][0]}")
+        return body["data"]  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+async def submit(server: Server, tasks: int) -> float:
+    """createJob one after another, TASKS_PER_JOB command tasks each; returns seconds.
+    Sources differ (`true 3.17`): tasks of a job with equal source and destination are one task."""
+    api = Api(server.graphql, "bench-submit")
+    jobs = -(-tasks // TASKS_PER_JOB)
+    try:
+        async with Progress("submit (tasks)", tasks).running() as progress:
+            started = time.perf_counter()
+            for j in range(jobs):
+                n = min(TASKS_PER_JOB, tasks - j * TASKS_PER_JOB)
+                specs = [{"source": {"kind": "command", "command": f"true {j}.{i}"}} for i in range(n)]
+                await api(CREATE_JOB, code=f"bench-{j}", tasks=specs)
+                progress.done += n
+            return time.perf_counter() - started
+    finally:
+        await api.close()
+
+
+@dataclass
+class Tally:
+    total: int
+    claimed: int = 0
+    empty_claims: int = 0  # claims that came back empty while other workers still had work
+
+
+async def work(api: Api, name: str, limit: int, tally: Tally, progress: Progress) -> None:
+    """Claim up to `limit`, complete them all (completeTasks, or completeTask when limit is 1),
+    until every task has been claimed."""
+    idle = 0
+    while tally.claimed < tally.total:
+        leases = [
+            lease["id"] for lease in (await api(CLAIM, worker=name, limit=limit, lease=LEASE_SECONDS))["claimTasks"]
+        ]
+        if not leases:
+            # another worker's claim was in flight and took what we saw; look again shortly
+            tally.empty_claims += 1
+            idle += 1
+            if idle > 200:
+                raise RuntimeError(f"{name}: nothing to claim after 200 tries, {tally.claimed}/{tally.total} claimed")
+            await asyncio.sleep(0.02)
+            continue
+        idle = 0
+        tally.claimed += len(leases)
+        if limit == 1:
+            await api(COMPLETE_ONE, lease=leases[0])
+        else:
+            await api(COMPLETE_MANY, completions=[{"leaseId": lease} for lease in leases])
+        progress.done += len(leases)
+
+
+async def process(server: Server, tasks: int, workers: int, limit: int, label: str) -> float:
+    apis = [Api(server.graphql, f"bench-worker-{n}") for n in range(workers)]
+    tally = Tally(tasks)
+    try:
+        async with Progress(label, tasks).running() as progress:
+            started = time.perf_counter()
+            await asyncio.gather(
+                *(work(api, f"bench-worker-{n}", limit, tally, progress) for n, api in enumerate(apis))
+            )
+            elapsed = time.perf_counter() - started
+        done = (await apis[0](DONE_JOBS))["jobs"]["totalCount"]
+        jobs = -(-tasks // TASKS_PER_JOB)
+        if done != jobs or tally.claimed != tasks:
+            raise RuntimeError(f"{label}: {done}/{jobs} jobs DONE, {tally.claimed}/{tasks} tasks claimed")
+        if tally.empty_claims:
+            say(f"  ({tally.empty_claims} empty claims retried)")
+        return elapsed
+    finally:
+        for api in apis:
+            await api.close()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process and its threads (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def profiled(pid: int, path: str | None, py_spy: str | None) -> Iterator[None]:
+    """py-spy record of the server process while the block runs (raw collapsed stacks, idle included)."""
+    if not path or not py_spy:
+        yield
+        return
+    recorder = subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "100",
+            "--idle",
+            "--threads",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--output",
+            path,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        try:
+            recorder.wait(30)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+            recorder.wait()
+        say(f"  py-spy profile: {path}")
+
+
+def bench_jobledger(store: str, tasks: int, workers: int, limit: int, tmp: str, args: argparse.Namespace) -> Result:
+    mode = f"batch {limit}" if limit > 1 else "single"
+    name = f"jobledger {STORE_NAMES[store]}, {workers} worker{'s' if workers > 1 else ''}, {mode}"
+    say(f"== {name}: {tasks:,} tasks")
+    slug = f"{store}-{workers}w-{'batch' if limit > 1 else 'single'}"
+    with fresh_store(store, tmp) as url:
+        server = start_server(url, f"{tmp}/{slug}.log", PYTHONPATH=str(ROOT))
+        try:
+            submit_s = asyncio.run(submit(server, tasks))
+            profile = f"{args.profile}/{slug}.txt" if args.profile else None
+            cpu_before = cpu_seconds(server.process.pid)
+            with profiled(server.process.pid, profile, args.py_spy):
+                process_s = asyncio.run(process(server, tasks, workers, limit, "process (tasks)"))
+            cpu_after = cpu_seconds(server.process.pid)
+        finally:
+            stop_server(server)
+    cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+    result = Result(name, tasks, submit_s, process_s, server_cpu_s=cpu)
+    say(
+        f"  submit {submit_s:.1f} s, process {process_s:.1f} s, {result.rate:,.0f} tasks/s"
+        + (f", server CPU {cpu:.1f} s" if cpu is not None else "")
+        + f", load {result.load:.1f}"
+    )
+    return result
+
+
+# -- Procrastinate and PgQueuer, in their own virtual environment ------------------
+
+OTHERS_SCRIPT = r'''
+"""Run by bench/throughput.py with the others' venv: one library, one fresh database.
+    python others.py procrastinate|pgqueuer DATABASE_URL TASKS WORKERS BATCH
+Prints one JSON line on stdout: submit and process seconds, jobs done, the library's version."""
+import asyncio, json, logging, sys, time
+from datetime import timedelta
+from importlib.metadata import version
+
+library, url, tasks, workers, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+CHUNK = 1000  # jobs per batch enqueue
+done = 0
+logging.basicConfig(level=logging.WARNING)
+logging.getLogger("procrastinate.blueprints").setLevel(logging.ERROR)  # "App is instantiated in __main__"
+
+
+def say(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+async def progress(label):
+    started = time.perf_counter()
+    while True:
+        await asyncio.sleep(10)
+        elapsed = time.perf_counter() - started
+        say(f"  {label}: {done:,}/{tasks:,}  {done / elapsed:,.0f}/s  {elapsed:.0f} s")
+
+
+async def procrastinate_run():
+    global done
+    import procrastinate
+    import psycopg
+
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
+
+    @app.task(name="noop", queue="bench")
+    async def noop(i):
+        global done
+        done += 1
+
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        started = time.perf_counter()
+        for first in range(0, tasks, CHUNK):
+            await noop.batch_defer_async(*({"i": i} for i in range(first, min(tasks, first + CHUNK))))
+        submit = time.perf_counter() - started
+        shower = asyncio.create_task(progress("process (jobs)"))
+        started = time.perf_counter()
+        await app.run_worker_async(
+            queues=["bench"], concurrency=workers, wait=False, listen_notify=False, install_signal_handlers=False
+        )
+        process = time.perf_counter() - started
+        shower.cancel()
+    with psycopg.connect(url) as conn:
+        statuses = dict(conn.execute("SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1").fetchall())
+    return submit, process, statuses.get("succeeded", 0), statuses
+
+
+async def pgqueuer_run():
+    global done
+    import asyncpg
+    from pgqueuer import QueueManager
+    from pgqueuer.queries import Queries
+    from pgqueuer.types import QueueExecutionMode
+
+    conn = await asyncpg.connect(url)
+    queries = Queries.from_asyncpg_connection(conn)
+    await queries.install()
+    started = time.perf_counter()
+    for first in range(0, tasks, CHUNK):
+        n = min(tasks, first + CHUNK) - first
+        await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
+    submit = time.perf_counter() - started
+
+    managers, connections = [], []
+    for _ in range(workers):
+        connection = await asyncpg.connect(url)
+        connections.append(connection)
+        qm = QueueManager(Queries.from_asyncpg_connection(connection))
+
+        @qm.entrypoint("noop")
+        async def noop(job):
+            global done
+            done += 1
+
+        managers.append(qm)
+    shower = asyncio.create_task(progress("process (jobs)"))
+    started = time.perf_counter()
+    await asyncio.gather(*(
+        qm.run(batch_size=batch, mode=QueueExecutionMode.drain, log_aggregation_interval=timedelta(0))
+        for qm in managers
+    ))
+    process = time.perf_counter() - started
+    shower.cancel()
+    left = await conn.fetchval("SELECT count(*) FROM pgqueuer")
+    logged = dict(await conn.fetch("SELECT status::text, count(*) FROM pgqueuer_log GROUP BY 1"))
+    for connection in [conn, *connections]:
+        await connection.close()
+    return submit, process, tasks - left, {"left in queue": left, "log": logged}
+
+
+run = {"procrastinate": procrastinate_run, "pgqueuer": pgqueuer_run}[library]
+submit, process, finished, detail = asyncio.run(run())
+print(json.dumps({"submit": submit, "process": process, "done": finished, "ran": done, "detail": detail,
+                  "version": version(library)}))
+'''
+
+
+def others_python(venv: Path, profile: bool) -> str:
+    """The others' venv python; created, and the libraries installed, when missing."""
+    python = venv / "bin" / "python"
+    wanted = [*OTHERS_PACKAGES, *(["py-spy"] if profile else [])]
+    check = "import procrastinate, pgqueuer, psycopg, asyncpg"
+    ready = python.exists() and subprocess.run([python, "-c", check], capture_output=True).returncode == 0
+    if ready and (not profile or (venv / "bin" / "py-spy").exists()):
+        return str(python)
+    if not python.exists():
+        say(f"creating {venv} (python3 -m venv) ...")
+        base = shutil.which("python3") or sys.executable
+        subprocess.run([base, "-m", "venv", str(venv)], check=True)
+        (venv / ".gitignore").write_text("*\n")  # keep the repository's status clean
+    say(f"installing {' '.join(wanted)} into {venv} ...")
+    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *wanted], check=True)
+    return str(python)
+
+
+def bench_other(python: str, script: str, library: str, tasks: int, workers: int, batch: int) -> Result:
+    label = {"procrastinate": "Procrastinate", "pgqueuer": "PgQueuer"}[library]
+    unit = "concurrency" if library == "procrastinate" else "QueueManager" + ("s" if workers > 1 else "")
+    name = f"{label}, {workers} {unit}" if library != "procrastinate" else f"{label}, concurrency {workers}"
+    say(f"== {name}: {tasks:,} jobs")
+    with fresh_postgres(f"{library}_bench") as url:
+        done = subprocess.run(
+            [python, script, library, url, str(tasks), str(workers), str(batch)],
+            stdout=subprocess.PIPE,
+            text=True,
+            timeout=3600,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"{library} run failed with exit code {done.returncode}")
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    if answer["done"] != tasks or answer["ran"] != tasks:
+        raise RuntimeError(f"{library}: {answer['done']} jobs finished, {answer['ran']} ran, of {tasks}: {answer}")
+    result = Result(name, tasks, answer["submit"], answer["process"], note=f"{library} {answer['version']}")
+    say(
+        f"  submit {result.submit_s:.1f} s, process {result.process_s:.1f} s, {result.rate:,.0f} jobs/s,"
+        f" load {result.load:.1f}"
+    )
+    return result
+
+
+# -- report ----------------------------------------------------------------------
+
+
+def print_table(results: list[Result], versions: list[str]) -> None:
+    width = max(len(r.name) for r in results) + 2
+    header = (
+        f"{'':{width}}{'tasks':>8}{'submit s':>10}{'process s':>11}{'tasks/s':>10}{'end-to-end/s':>14}"
+        f"{'server CPU s':>14}{'load':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        cpu = f"{r.server_cpu_s:>14.1f}" if r.server_cpu_s is not None else f"{'-':>14}"
+        print(
+            f"{r.name:{width}}{r.tasks:>8,}{r.submit_s:>10.1f}{r.process_s:>11.1f}{r.rate:>10,.0f}"
+            f"{r.end_to_end:>14,.0f}{cpu}{r.load:>6.1f}"
+        )
+    print(
+        "\ntasks/s = tasks / process s; end-to-end/s = tasks / (submit s + process s); server CPU s = the jobledger"
+        " server's CPU time while processing; load = 1-minute load average when the run ended"
+    )
+    if versions:
+        print(f"\n({', '.join(versions)})")
+    ours = [r for r in results if r.name.startswith("jobledger PG")]
+    if not ours:
+        return
+    best = max(ours, key=lambda r: r.rate)
+    print(f"\njobledger's best PostgreSQL figure: {best.rate:,.0f} tasks/s ({best.name})")
+    for label in ("Procrastinate", "PgQueuer"):
+        theirs = [r for r in results if r.name.startswith(label)]
+        if theirs:
+            top = max(theirs, key=lambda r: r.rate)
+            print(f"  / {label}'s best ({top.name}, {top.rate:,.0f} jobs/s): {best.rate / top.rate:.3f}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=10_000, help="tasks (jobs) per batch run")
+    parser.add_argument("--single-tasks", type=int, help="tasks per single-task (limit 1) run; default tasks/5")
+    parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--batch", type=int, default=50, help="claimTasks limit (and PgQueuer batch size)")
+    parser.add_argument("--skip-others", action="store_true", help="jobledger only: no Procrastinate or PgQueuer")
+    parser.add_argument("--skip-single", action="store_true", help="no claimTasks(limit: 1) runs")
+    parser.add_argument(
+        "--others-venv", type=Path, default=ROOT / "bench" / ".venv-others", help="venv for the other libraries"
+    )
+    parser.add_argument("--profile", metavar="DIR", help="py-spy record the server of each jobledger run into DIR")
+    args = parser.parse_args()
+    if args.tasks < 1 or not 1 <= args.batch <= 500:
+        parser.error("--tasks must be at least 1 and --batch 1 to 500")
+    args.single_tasks = args.single_tasks or max(1, args.tasks // 5)
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    started = time.perf_counter()
+    args.py_spy = None
+    python = None
+    if not args.skip_others or args.profile:
+        python = others_python(args.others_venv, bool(args.profile))
+        args.py_spy = str(args.others_venv / "bin" / "py-spy") if args.profile else None
+        if args.profile:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+    stores = ["postgres", "sqlite"] if args.store == "both" else [args.store]
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="jlthroughput") as tmp:
+        load = os.getloadavg()[0]
+        say(f"server logs in {tmp} (removed at the end); load average {load:.1f} on {os.cpu_count()} cores")
+        for store in stores:
+            for workers in WORKER_COUNTS:
+                results.append(bench_jobledger(store, args.tasks, workers, args.batch, tmp, args))
+            if not args.skip_single:
+                for workers in WORKER_COUNTS:
+                    results.append(bench_jobledger(store, args.single_tasks, workers, 1, tmp, args))
+        versions: list[str] = []
+        if not args.skip_others and python:
+            script = Path(tmp) / "others.py"
+            script.write_text(textwrap.dedent(OTHERS_SCRIPT))
+            for library in ("procrastinate", "pgqueuer"):
+                for workers in WORKER_COUNTS:
+                    result = bench_other(python, str(script), library, args.tasks, workers, args.batch)
+                    results.append(result)
+                    if result.note not in versions:
+                        versions.append(result.note)
+    with psycopg.connect(ADMIN_URL) as conn:
+        pg = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+    print(
+        f"\nthroughput: no-op tasks submitted, claimed and completed; PostgreSQL {pg}, {os.cpu_count()} cores; "
+        f"jobledger jobs of {TASKS_PER_JOB} tasks, claimTasks limit {args.batch} (batch) or 1 (single)\n"
+    )
+    print_table(results, versions)
+    say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
