@@ -225,7 +225,6 @@ class Ledger(Dispatch, Application[Any]):
 
         A queue still taking jobs is sealed first (its own small save), so that clients
         submitting to it all the while cannot keep the move from ever committing."""
-        self._check_deletable(queue_id)
         sealed = self._seal_for_delete(queue_id, actor=actor)
         try:
             return self._delete_queue(queue_id, actor=actor)
@@ -233,11 +232,6 @@ class Ledger(Dispatch, Application[Any]):
             if sealed.ids:  # the seal was ours: take it back, so the failed delete changes nothing
                 self._unseal_after_failed_delete(queue_id, actor=actor)
             raise
-
-    @command
-    def _check_deletable(self, uow: UnitOfWork, queue_id: str) -> list[str]:
-        uow.get(Queue, queue_id).check_deletable()
-        return [str(queue_id)]
 
     @command
     def _seal_for_delete(self, uow: UnitOfWork, queue_id: str) -> list[str]:
