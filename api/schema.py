@@ -7,6 +7,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -24,6 +25,14 @@ from api.types import LONG_SCALAR, Long
 MAX_DEPTH = 10
 MAX_TOKENS = 4000
 MAX_ALIASES = 30
+
+# The depth and alias limiters each build a new rule class when constructed, and the
+# validation cache is keyed by the rules: built once here, so that a query validated
+# once is never validated again (per request they made every validation a cache miss).
+LIMIT_RULES = [
+    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+]
 
 
 class LedgerSchema(strawberry.Schema):
@@ -43,8 +52,7 @@ def build_schema() -> strawberry.Schema:
             # caches themselves live at module level and are shared.
             lambda: ParserCache(maxsize=1000),
             lambda: ValidationCache(maxsize=1000),
-            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+            lambda: AddValidationRules(LIMIT_RULES),
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         ],
     )

@@ -14,7 +14,7 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.base import acting_as
 from domain.errors import ConflictError
-from domain.unit_of_work import UnitOfWork
+from domain.unit_of_work import UnitOfWork, remember
 
 if TYPE_CHECKING:
     from domain.ledger import Ledger
@@ -25,7 +25,7 @@ _RETRY_TURN = threading.Lock()
 
 def _attempt(ledger: Ledger, fn: Callable[..., list[str]], args: Any, kwargs: Any) -> Written | None:
     """Run the command once from fresh state and save; None if another writer won."""
-    uow = UnitOfWork(ledger.repository)
+    uow = UnitOfWork(ledger.repository, ledger.select_events_after)
     ids = fn(ledger, uow, *args, **kwargs)
     changed = uow.changed()
     if not changed:
@@ -34,6 +34,7 @@ def _attempt(ledger: Ledger, fn: Callable[..., list[str]], args: Any, kwargs: An
         recordings = ledger.save(*changed)
     except IntegrityError:
         return None
+    remember(ledger.repository, changed)
     return Written(ids=ids, position=max(r.notification.id for r in recordings))
 
 

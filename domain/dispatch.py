@@ -63,17 +63,26 @@ class Dispatch:
         if not isinstance(lease_seconds, int) or not 1 <= lease_seconds <= MAX_LEASE_SECONDS:
             raise ValidationError("leaseSeconds", f"a lease lasts 1 to {MAX_LEASE_SECONDS} seconds")
         leases: list[str] = []
-        for task_id in candidates:
+        notes: dict[str, tuple[Job, dict[str, str]]] = {}
+        fetched = 0
+        for index, task_id in enumerate(candidates):
             if len(leases) >= limit:
                 break
-            lease = self._claim_one(uow, task_id, worker, lease_seconds, _now(now))
-            if lease is not None:
-                leases.append(lease)
+            if index >= fetched:  # load the next stretch of candidates in one query
+                fetched = index + 2 * (limit - len(leases)) + 8
+                uow.prefetch(Task, candidates[index:fetched])
+            claimed = self._claim_one(uow, task_id, worker, lease_seconds, _now(now))
+            if claimed is not None:
+                lease_id, task, job = claimed
+                leases.append(lease_id)
+                notes.setdefault(str(job.id), (job, {}))[1][str(task.id)] = str(task.status)
+        for job, statuses in notes.values():
+            job.note_tasks(statuses)
         return leases
 
     def _claim_one(
         self: Any, uow: UnitOfWork, task_id: str, worker: str, lease_seconds: int, now: datetime
-    ) -> str | None:
+    ) -> tuple[str, Task, Job] | None:
         task = uow.find(Task, task_id)
         if task is None or task.status != TaskStatus.QUEUED:
             return None
@@ -87,9 +96,7 @@ class Dispatch:
             if not queue.has_room:
                 return None
             self._set_status(uow, job, JobStatus.RUNNING, by_user=False)
-        lease_id = task.claim(worker, lease_seconds, now)
-        job.note_task_status(str(task.id), str(task.status))
-        return lease_id
+        return task.claim(worker, lease_seconds, now), task, job
 
     def _leased(self: Any, uow: UnitOfWork, lease_id: str, now: datetime) -> tuple[Task, Job]:
         """The task and job of a live lease; CONFLICT if the lease or its job is over."""
@@ -140,15 +147,18 @@ class Dispatch:
     ) -> list[str]:
         """Complete many leases in one atomic save (workers finishing small tasks in bulk).
         Any lease that is no longer live refuses the whole batch with CONFLICT."""
-        done = []
+        uow.prefetch(Task, [task_id_of(lease_id) for lease_id, _ in completions])
+        done: list[str] = []
+        notes: dict[str, tuple[Job, dict[str, str]]] = {}
         for lease_id, result in completions:
             task, job = self._leased(uow, lease_id, _now(now))
             task.complete(str(lease_id), _now(now), result)
-            job.note_task_status(str(task.id), str(task.status))
-            done.append((task, job))
-        for job in {id(j): j for _, j in done}.values():
+            notes.setdefault(str(job.id), (job, {}))[1][str(task.id)] = str(task.status)
+            done.append(str(task.id))
+        for job, statuses in notes.values():
+            job.note_tasks(statuses)
             self._settle(uow, job)
-        return [str(task.id) for task, _ in done]
+        return done
 
     @command
     def fail_task(
@@ -184,6 +194,7 @@ class Dispatch:
     def expire_leases(self: Ledger, uow: UnitOfWork, task_ids: list[str], now: datetime | None = None) -> list[str]:
         """The clock's move: leases past their deadline end; the task runs again or fails."""
         expired = []
+        uow.prefetch(Task, task_ids)
         for task_id in task_ids:
             task = uow.find(Task, task_id)
             if task is None or task.status not in IN_FLIGHT or task.lease_expires >= _now(now):

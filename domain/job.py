@@ -187,3 +187,16 @@ class Job(LedgerAggregate):
     @event("TaskStatusChanged")
     def note_task_status(self, task_id: str, status: str) -> None:
         self.tasks[task_id]["status"] = status
+
+    @event("TaskStatusesChanged")
+    def note_task_statuses(self, statuses: dict[str, str]) -> None:
+        """Several of its tasks changed status in one command (a bulk claim or completion):
+        one event for the job instead of one per task."""
+        for task_id, status in statuses.items():
+            self.tasks[task_id]["status"] = status
+
+    def note_tasks(self, statuses: dict[str, str]) -> None:
+        if len(statuses) == 1:
+            self.note_task_status(*next(iter(statuses.items())))
+        elif statuses:
+            self.note_task_statuses(statuses)

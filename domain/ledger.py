@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, Recording
 
@@ -25,7 +26,14 @@ from domain.rules import (
     check_tags,
     check_text,
 )
-from domain.storage import StoreConfig, database_url_from_env, ensure_schema, parse_database_url, schema_lock
+from domain.storage import (
+    StoreConfig,
+    database_url_from_env,
+    ensure_schema,
+    parse_database_url,
+    schema_lock,
+    select_events_after,
+)
 from domain.task import Task, TaskStatus, identity_key, needs_destination
 from domain.unit_of_work import UnitOfWork, load, parse_id
 
@@ -39,7 +47,7 @@ class Ledger(Dispatch, Application[Any]):
 
     name = "jobledger"
     snapshotting_intervals = {Queue: 200, Job: 200, QueueRegistry: 200}  # noqa: RUF012
-    env = {"AGGREGATE_CACHE_MAXSIZE": "10000"}  # noqa: RUF012
+    env = {"AGGREGATE_CACHE_MAXSIZE": "50000"}  # noqa: RUF012
 
     def __init__(self, database_url: str | None = None, env: dict[str, str] | None = None) -> None:
         self.store: StoreConfig = parse_database_url(database_url or database_url_from_env())
@@ -63,6 +71,10 @@ class Ledger(Dispatch, Application[Any]):
             for listener in self.after_save:
                 listener(recordings[-1].notification.id)
         return recordings
+
+    def select_events_after(self, versions: dict[UUID, int]) -> list[Any]:
+        """The stored events of many aggregates newer than the given versions, in one query."""
+        return select_events_after(self.recorder, self.store.backend, versions)
 
     def position(self) -> int:
         """The position of the newest event in the store (0 when empty)."""

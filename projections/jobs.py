@@ -210,5 +210,6 @@ HANDLERS: dict[str, Handler] = {
     "Job.Archived": phase("ARCHIVED"),
     "Job.TasksAdded": tasks_changed,
     "Job.TaskStatusChanged": tasks_changed,
+    "Job.TaskStatusesChanged": tasks_changed,
     "Queue.Updated": queue_priority_changed,
 }

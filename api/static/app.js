@@ -803,6 +803,7 @@
     "Job.Archived": "archived the job",
     "Job.TasksAdded": "added",
     "Job.TaskStatusChanged": "noted task",
+    "Job.TaskStatusesChanged": "noted tasks",
     "Task.Created": "created task",
     "Task.Claimed": "claimed task",
     "Task.LeaseRenewed": "reported progress on task",
@@ -822,7 +823,7 @@
     "Task.Executing": "started executing task",
   };
   // Bookkeeping that repeats what other events say: shown with "all events" only.
-  const QUIET_EVENTS = new Set(["Task.LeaseRenewed", "Job.TaskStatusChanged"]);
+  const QUIET_EVENTS = new Set(["Task.LeaseRenewed", "Job.TaskStatusChanged", "Job.TaskStatusesChanged"]);
 
   function jobPage(root, id) {
     const state = {
@@ -1065,6 +1066,10 @@
       let details = null;
       if (d.previous && d.status) details = h("span", {}, statusBadge(d.previous), " → ", statusBadge(d.status));
       else if (event.type === "Job.TaskStatusChanged") details = h("span", {}, "→ ", statusBadge(d.status));
+      else if (event.type === "Job.TaskStatusesChanged") {
+        const count = Object.keys(d.statuses || {}).length;
+        details = `${count} task${count === 1 ? "" : "s"} → ${[...new Set(Object.values(d.statuses || {}))].join(", ")}`;
+      }
       else if (event.type === "Job.Created") details = `“${d.code}”`;
       else if (event.type === "Task.Created") details = h("code", {}, fmt.location(d.source));
       else if (event.type === "Job.TasksAdded") details = `${(d.tasks || []).length} task${(d.tasks || []).length === 1 ? "" : "s"}`;

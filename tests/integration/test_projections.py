@@ -600,6 +600,7 @@ FOLDS: dict[str, Callable[[Folded, Record], None]] = {
     "Job.Archived": job_phase("ARCHIVED"),
     "Job.TasksAdded": job_touched,
     "Job.TaskStatusChanged": job_touched,
+    "Job.TaskStatusesChanged": job_touched,
     "Task.Created": task_created,
     **{
         f"Task.{name}": task_status_changed
