@@ -14,6 +14,36 @@ MAX_ANNOUNCED_IDS = 100
 MAX_PAYLOAD_BYTES = 7800  # PostgreSQL refuses NOTIFY payloads of 8,000 bytes or more
 
 
+UNKNOWN: Any = object()
+
+
+class TaskMemory:
+    """What the task handlers would otherwise read back for every event: the job of a task
+    (which never changes) and when its current attempt started.
+
+    It mirrors the tasks table only while one runner applies the log without a gap, so
+    the runner forgets it whenever another runner applied events in between, or a batch
+    failed. A task it does not know is read from the table."""
+
+    LIMIT = 200_000
+
+    def __init__(self) -> None:
+        self.job_of: dict[str, str] = {}
+        self.started: dict[str, Any] = {}
+
+    def forget(self) -> None:
+        self.job_of.clear()
+        self.started.clear()
+
+    def learn(self, task_id: str, job_id: str | None = None, started: Any = UNKNOWN) -> None:
+        if len(self.job_of) > self.LIMIT or len(self.started) > self.LIMIT:
+            self.forget()
+        if job_id is not None:
+            self.job_of[task_id] = job_id
+        if started is not UNKNOWN:
+            self.started[task_id] = started
+
+
 @dataclass
 class Batch:
     first: int = 0
@@ -23,6 +53,7 @@ class Batch:
     tasks: set[str] = field(default_factory=set)
     types: set[str] = field(default_factory=set)
     dirty_jobs: set[str] = field(default_factory=set)
+    memory: TaskMemory = field(default_factory=TaskMemory)
 
     def saw(self, record: Record) -> None:
         self.first = self.first or record.position

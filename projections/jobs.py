@@ -10,12 +10,12 @@ from domain.history import Record
 from domain.job import FINISHED
 from projections.batch import Batch, Handler, as_json
 from projections.schema import JOBS, QUEUES, TASKS
-from projections.stores import Tx
+from projections.stores import Tx, iter_chunks
 
 
 def count(tx: Tx, queue_id: str, status: str, sign: int) -> None:
     """Add (sign=+1) or take away (-1) one job of `status` from its queue's counts."""
-    tx.execute(
+    tx.later(
         f"UPDATE {QUEUES} SET total_jobs = total_jobs + ?, successful_jobs = successful_jobs + ?,"
         " failed_jobs = failed_jobs + ?, active_jobs = active_jobs + ? WHERE id = ?",
         (
@@ -68,7 +68,7 @@ def created(tx: Tx, r: Record, batch: Batch) -> None:
 
 def _touch(tx: Tx, r: Record, batch: Batch, values: dict[str, object]) -> None:
     assignments = "".join(f"{column} = ?, " for column in values)
-    tx.execute(
+    tx.later(
         f"UPDATE {JOBS} SET {assignments}modified = ?, modifier = ? WHERE id = ?",
         (*values.values(), r.timestamp, r.actor, r.aggregate_id),
     )
@@ -157,19 +157,27 @@ def tasks_changed(tx: Tx, r: Record, batch: Batch) -> None:
 
 def roll_up(tx: Tx, job_ids: set[str]) -> None:
     """Recompute size, progress, speed and etr of jobs whose tasks changed in this batch."""
-    for job_id in sorted(job_ids):
-        tasks = tx.all(
-            f"SELECT size, progress, speed, status FROM {TASKS} WHERE job_id = ? AND status <> 'EXCLUDED'",
-            (job_id,),
-        )
-        job = tx.one(f"SELECT status FROM {JOBS} WHERE id = ?", (job_id,))
-        if job is None:
-            continue
-        size, progress, speed, etr = summarise(tasks, str(job["status"]))
-        tx.execute(
-            f"UPDATE {JOBS} SET size = ?, progress = ?, speed = ?, etr = ? WHERE id = ?",
-            (size, progress, speed, etr, job_id),
-        )
+    ordered = sorted(job_ids)
+    for chunk in iter_chunks(ordered, 500):
+        marks = ", ".join("?" * len(chunk))
+        statuses = {str(row["id"]): str(row["status"]) for row in tx.all(
+            f"SELECT id, status FROM {JOBS} WHERE id IN ({marks})", chunk
+        )}
+        tasks: dict[str, list[dict[str, Any]]] = {job_id: [] for job_id in chunk}
+        for row in tx.all(
+            f"SELECT job_id, size, progress, speed, status FROM {TASKS}"
+            f" WHERE job_id IN ({marks}) AND status <> 'EXCLUDED' ORDER BY job_id, seq",
+            chunk,
+        ):
+            tasks[str(row["job_id"])].append(row)
+        for job_id in chunk:
+            if job_id not in statuses:
+                continue
+            size, progress, speed, etr = summarise(tasks[job_id], statuses[job_id])
+            tx.later(
+                f"UPDATE {JOBS} SET size = ?, progress = ?, speed = ?, etr = ? WHERE id = ?",
+                (size, progress, speed, etr, job_id),
+            )
 
 
 def summarise(tasks: list[dict[str, Any]], status: str) -> tuple[int, int, float, str | None]:

@@ -18,7 +18,7 @@ from domain.history import History, Record
 from domain.ledger import Ledger
 from domain.storage import schema_lock
 from projections import jobs, queues, tasks
-from projections.batch import Batch, Handler
+from projections.batch import Batch, Handler, TaskMemory
 from projections.feed import Change, ChangeFeed
 from projections.schema import DDL, RUNNER_NAME, TABLES, TRACKING
 from projections.stores import ReadStore, Tx
@@ -68,6 +68,8 @@ class ProjectionRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.memory = TaskMemory()
+        self._applied_to = -1  # where this runner's last batch ended (its memory is of up to there)
 
     # -- tables ----------------------------------------------------------------
 
@@ -81,6 +83,8 @@ class ProjectionRunner:
         self.feed.advance(self.position())
 
     def drop(self) -> None:
+        self.memory.forget()
+        self._applied_to = -1
         with self.store.transaction() as tx:
             for table in TABLES:
                 tx.execute(f"DROP TABLE IF EXISTS {table}")
@@ -104,6 +108,9 @@ class ProjectionRunner:
         records = self.history.read(start, self.batch_size)
         if not records:
             return 0
+        if start != self._applied_to:  # another runner applied events since: memory is stale
+            self.memory.forget()
+        self._applied_to = -1
         with self.store.transaction() as tx:
             batch = self._apply(tx, records)
             if self.before_commit is not None:
@@ -116,11 +123,12 @@ class ProjectionRunner:
                 raise RunnerConflict(f"position {start} was already applied by another runner")
             payload = batch.payload()
             tx.announce(payload)
+        self._applied_to = batch.last
         self.feed.publish(Change.from_payload(payload))
         return len(records)
 
     def _apply(self, tx: Tx, records: list[Record]) -> Batch:
-        batch = Batch()
+        batch = Batch(memory=self.memory)
         for record in records:
             batch.saw(record)
             for handler in HANDLERS.get(record.type, ()):

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from domain.history import Record
 from domain.task import location_path
-from projections.batch import Batch, Handler, as_json
+from projections.batch import UNKNOWN, Batch, Handler, as_json
 from projections.schema import TASKS
 from projections.stores import Tx
 
@@ -15,7 +15,7 @@ _RESTARTED_FROM = {"FAILED", "DONE", "EXCLUDED"}
 
 def created(tx: Tx, r: Record, batch: Batch) -> None:
     d = r.data
-    tx.execute(
+    tx.later(
         f"INSERT INTO {TASKS} (id, job_id, seq, uri, status, priority, source, destination, source_path,"
         " destination_path, size, metadata, created, modified)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -36,6 +36,7 @@ def created(tx: Tx, r: Record, batch: Batch) -> None:
             r.timestamp,
         ),
     )
+    batch.memory.learn(r.aggregate_id, job_id=d["job_id"], started=None)
     _changed(r, batch, d["job_id"])
 
 
@@ -46,9 +47,23 @@ def _changed(r: Record, batch: Batch, job_id: str | None = None) -> None:
         batch.jobs.add(job_id)
 
 
-def _job_of(tx: Tx, task_id: str) -> str | None:
-    row = tx.one(f"SELECT job_id FROM {TASKS} WHERE id = ?", (task_id,))
-    return str(row["job_id"]) if row else None
+def _job_of(tx: Tx, batch: Batch, task_id: str) -> str | None:
+    known = batch.memory.job_of.get(task_id)
+    if known is not None:
+        return known
+    return _facts(tx, batch, task_id)[0]
+
+
+def _facts(tx: Tx, batch: Batch, task_id: str) -> tuple[str | None, object]:
+    """(job id, when its current attempt started) of a task: from memory, else its row."""
+    job_id, started = batch.memory.job_of.get(task_id), batch.memory.started.get(task_id, UNKNOWN)
+    if job_id is not None and started is not UNKNOWN:
+        return job_id, started
+    row = tx.one(f"SELECT job_id, started FROM {TASKS} WHERE id = ?", (task_id,))
+    if row is None:
+        return None, None
+    batch.memory.learn(task_id, job_id=str(row["job_id"]), started=row["started"])
+    return str(row["job_id"]), row["started"]
 
 
 def status_changed(tx: Tx, r: Record, batch: Batch) -> None:
@@ -63,11 +78,13 @@ def status_changed(tx: Tx, r: Record, batch: Batch) -> None:
         values.update(attempts=0, error=None, progress=0, bytes_done=0)
     if status not in ("BOOTING", "EXECUTING"):
         values.update(speed=0.0, lease_id=None, lease_expires=None)
-    row = tx.one(f"SELECT job_id, started FROM {TASKS} WHERE id = ?", (r.aggregate_id,))
-    if status == "DONE" and row and row["started"] is not None:
-        values["time"] = int((r.timestamp - row["started"]).total_seconds() * 1000)
+    job_id, started = _facts(tx, batch, r.aggregate_id)
+    if status == "DONE" and started is not None:
+        values["time"] = int((r.timestamp - started).total_seconds() * 1000)
     _update(tx, r, values)
-    _changed(r, batch, str(row["job_id"]) if row else None)
+    if "started" in values and job_id is not None:
+        batch.memory.learn(r.aggregate_id, started=r.timestamp)
+    _changed(r, batch, job_id)
 
 
 def retried(tx: Tx, r: Record, batch: Batch) -> None:
@@ -82,7 +99,7 @@ def retried(tx: Tx, r: Record, batch: Batch) -> None:
         "modified": r.timestamp,
     }
     _update(tx, r, values)
-    _changed(r, batch, _job_of(tx, r.aggregate_id))
+    _changed(r, batch, _job_of(tx, batch, r.aggregate_id))
 
 
 def updated(tx: Tx, r: Record, batch: Batch) -> None:
@@ -98,18 +115,21 @@ def updated(tx: Tx, r: Record, batch: Batch) -> None:
 
 def _update(tx: Tx, r: Record, values: dict[str, object]) -> None:
     assignments = ", ".join(f"{column} = ?" for column in values)
-    tx.execute(f"UPDATE {TASKS} SET {assignments} WHERE id = ?", (*values.values(), r.aggregate_id))
+    tx.later(f"UPDATE {TASKS} SET {assignments} WHERE id = ?", (*values.values(), r.aggregate_id))
 
 
 def claimed(tx: Tx, r: Record, batch: Batch) -> None:
     d = r.data
-    tx.execute(
+    job_id = _job_of(tx, batch, r.aggregate_id)
+    tx.later(
         f"UPDATE {TASKS} SET status = 'BOOTING', attempts = attempts + 1, worker = ?, lease_id = ?,"
         " lease_expires = ?, started = ?, finished = NULL, result = NULL, error = NULL, progress = 0,"
         " bytes_done = 0, speed = 0, modified = ? WHERE id = ?",
         (d["worker"], d["lease_id"], datetime.fromisoformat(d["expires"]), r.timestamp, r.timestamp, r.aggregate_id),
     )
-    _changed(r, batch, _job_of(tx, r.aggregate_id))
+    if job_id is not None:
+        batch.memory.learn(r.aggregate_id, started=r.timestamp)
+    _changed(r, batch, job_id)
 
 
 def lease_renewed(tx: Tx, r: Record, batch: Batch) -> None:
@@ -119,11 +139,11 @@ def lease_renewed(tx: Tx, r: Record, batch: Batch) -> None:
         if d.get(name) is not None:
             values[name] = d[name]
     _update(tx, r, values)
-    _changed(r, batch, _job_of(tx, r.aggregate_id))
+    _changed(r, batch, _job_of(tx, batch, r.aggregate_id))
 
 
 def completed(tx: Tx, r: Record, batch: Batch) -> None:
-    row = tx.one(f"SELECT started FROM {TASKS} WHERE id = ?", (r.aggregate_id,))
+    job_id, started = _facts(tx, batch, r.aggregate_id)
     values: dict[str, object] = {
         "status": "DONE",
         "progress": 100,
@@ -135,10 +155,10 @@ def completed(tx: Tx, r: Record, batch: Batch) -> None:
         "speed": 0.0,
         "modified": r.timestamp,
     }
-    if row and row["started"] is not None:
-        values["time"] = int((r.timestamp - row["started"]).total_seconds() * 1000)
+    if started is not None:
+        values["time"] = int((r.timestamp - started).total_seconds() * 1000)
     _update(tx, r, values)
-    _changed(r, batch, _job_of(tx, r.aggregate_id))
+    _changed(r, batch, job_id)
 
 
 def attempt_ended(tx: Tx, r: Record, batch: Batch) -> None:
@@ -155,8 +175,8 @@ def attempt_ended(tx: Tx, r: Record, batch: Batch) -> None:
         values["error"] = d["error"]
     _update(tx, r, values)
     if r.type == "Task.LeaseReleased":
-        tx.execute(f"UPDATE {TASKS} SET attempts = attempts - 1 WHERE id = ?", (r.aggregate_id,))
-    _changed(r, batch, _job_of(tx, r.aggregate_id))
+        tx.later(f"UPDATE {TASKS} SET attempts = attempts - 1 WHERE id = ?", (r.aggregate_id,))
+    _changed(r, batch, _job_of(tx, batch, r.aggregate_id))
 
 
 _STATUS_EVENTS = ("Pending", "Queued", "Booting", "Executing", "Failed", "PutOnHold", "Excluded", "Done")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -35,21 +36,40 @@ class _Tx:
     def __init__(self, cursor: psycopg.Cursor[Row], channel: str) -> None:
         self.cursor = cursor
         self.channel = channel
+        self._later: list[tuple[str, list[Any]]] = []
+
+    def later(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._later.append((numbered(sql, "%s"), list(params)))
+
+    def flush(self) -> None:
+        """Send the writes held by `later`: runs of one statement go as one executemany,
+        which psycopg pipelines (one round trip instead of one per task)."""
+        held, self._later = self._later, []
+        for sql, run in itertools.groupby(held, key=lambda item: item[0]):
+            rows = [params for _, params in run]
+            if len(rows) == 1:
+                self.cursor.execute(sql, rows[0])
+            else:
+                self.cursor.executemany(sql, rows)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self.flush()
         self.cursor.execute(numbered(sql, "%s"), list(params))
         return self.cursor.rowcount
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        self.flush()
         self.cursor.execute(numbered(sql, "%s"), list(params))
         return self.cursor.fetchone()
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self.flush()
         self.cursor.execute(numbered(sql, "%s"), list(params))
         return self.cursor.fetchall()
 
     def announce(self, payload: str) -> None:
         """NOTIFY is transactional: listeners hear it when, and only if, the batch commits."""
+        self.flush()
         self.cursor.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
 
 
@@ -79,7 +99,9 @@ class PostgresReadStore:
     def transaction(self) -> Iterator[_Tx]:
         conn = self._connect()
         with conn.transaction(), conn.cursor() as cursor:
-            yield _Tx(cursor, channel_for(self.schema))
+            tx = _Tx(cursor, channel_for(self.schema))
+            yield tx
+            tx.flush()
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._connect().cursor() as cursor:

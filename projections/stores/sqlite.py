@@ -38,6 +38,10 @@ class _Tx:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self.conn.execute(sql, [_param(p) for p in params]).rowcount
 
+    def later(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """In-process SQLite has no round trip to save: written at once."""
+        self.execute(sql, params)
+
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         rows = self.all(sql, params)
         return rows[0] if rows else None
