@@ -205,12 +205,15 @@ def select_events_after(recorder: Any, backend: Backend, versions: dict[UUID, in
                 ]
         return found
     statement = SQL(
+        # LATERAL with OFFSET 0 (never flattened into a join): one index probe per aggregate;
+        # as a plain join the planner scans the whole table
         "SELECT e.originator_id, e.originator_version, e.topic, e.state "
         "FROM unnest(%s::uuid[], %s::int8[]) AS w(id, version) "
-        "JOIN {schema}.{table} e ON e.originator_id = w.id AND e.originator_version > w.version "
+        "CROSS JOIN LATERAL (SELECT * FROM {schema}.{table} x "
+        "  WHERE x.originator_id = w.id AND x.originator_version > w.version OFFSET 0) e "
         "ORDER BY e.originator_id, e.originator_version"
     ).format(schema=Identifier(recorder.datastore.schema), table=Identifier(table))
-    with recorder.datastore.transaction(commit=False) as curs:
+    with recorder.datastore.get_connection() as conn, conn.cursor() as curs:  # autocommit: no BEGIN/ROLLBACK
         curs.execute(statement, (list(versions), list(versions.values())))
         return [
             StoredEvent(
