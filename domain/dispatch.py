@@ -8,10 +8,11 @@ collide on its version and the loser retries from fresh state.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from domain.commands import command
+from domain.commands import Written, command
 from domain.errors import ConflictError, NotFoundError, ValidationError
 from domain.job import DEFAULT_MAX_ATTEMPTS, Job, JobStatus
 from domain.queue import Queue
@@ -37,6 +38,8 @@ def _now(now: datetime | None) -> datetime:
 class Dispatch:
     """The worker-facing commands of the Ledger."""
 
+    claiming: threading.Lock
+
     def max_attempts(self: Any, uow: UnitOfWork, job: Job) -> int:
         """The job's own limit, else its queue's, else 3."""
         if job.max_attempts:
@@ -44,8 +47,20 @@ class Dispatch:
         queue = uow.get(Queue, job.queue_id, allow_deleted=True)
         return int(queue.max_attempts or DEFAULT_MAX_ATTEMPTS)
 
+    def claim_tasks(self: Any, *args: Any, **kwargs: Any) -> Written:
+        """Lease up to `limit` of the candidate tasks (in their order) that may run now;
+        answers with the lease ids.
+
+        Claims in one process take turns: concurrent claimers usually hold the same
+        candidates (and the same jobs), so in parallel they would mostly collide and redo
+        their work; in turn, each finds the tasks before it taken (in the cache, at no
+        cost) and leases the next ones."""
+        with self.claiming:
+            written: Written = self._claim_tasks(*args, **kwargs)
+            return written
+
     @command
-    def claim_tasks(
+    def _claim_tasks(
         self: Ledger,
         uow: UnitOfWork,
         worker: str,
@@ -54,8 +69,6 @@ class Dispatch:
         lease_seconds: int = 60,
         now: datetime | None = None,
     ) -> list[str]:
-        """Lease up to `limit` of the candidate tasks (in their order) that may run now;
-        returns the lease ids."""
         if not isinstance(worker, str) or not worker.strip():
             raise ValidationError("worker", "name the worker (any non-empty string)")
         if not isinstance(limit, int) or not 1 <= limit <= 500:

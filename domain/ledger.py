@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -54,6 +55,7 @@ class Ledger(Dispatch, Application[Any]):
         ensure_schema(self.store)
         # Called with the newest position after every save (the projection runner wakes on it).
         self.after_save: list[Callable[[int], None]] = []
+        self.claiming = threading.Lock()
         with schema_lock(self.store):
             super().__init__(env={**self.store.env, **(env or {})})
             self.ensure_default_queue(actor="jobledger")

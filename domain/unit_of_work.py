@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -36,13 +37,13 @@ def load_many(
     """Many aggregates without snapshots (tasks) in one query, as `load` would give them:
     cached ones fast-forwarded by their newer events, the others rebuilt from all of
     theirs; the ones that do not exist are left out."""
+    cache = repository.cache
+    assert cache is not None, "the ledger runs with an aggregate cache"
     with _LOADING:
         cached: dict[UUID, Any] = {}
         for uid in aggregate_ids:
-            try:
-                cached[uid] = repository.cache.get(uid)
-            except KeyError:
-                pass
+            with contextlib.suppress(KeyError):
+                cached[uid] = cache.get(uid)
         versions = {uid: cached[uid].version if uid in cached else 0 for uid in aggregate_ids}
         newer: dict[UUID, list[Any]] = defaultdict(list)
         for stored in select_after(versions):
@@ -54,7 +55,7 @@ def load_many(
                 aggregate = project_aggregate(aggregate, newer[uid])
             if aggregate is None:
                 continue
-            repository.cache.put(uid, aggregate)
+            cache.put(uid, aggregate)
             found[uid] = deepcopy(aggregate)
         return found
 

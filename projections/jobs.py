@@ -160,9 +160,10 @@ def roll_up(tx: Tx, job_ids: set[str]) -> None:
     ordered = sorted(job_ids)
     for chunk in iter_chunks(ordered, 500):
         marks = ", ".join("?" * len(chunk))
-        statuses = {str(row["id"]): str(row["status"]) for row in tx.all(
-            f"SELECT id, status FROM {JOBS} WHERE id IN ({marks})", chunk
-        )}
+        statuses = {
+            str(row["id"]): str(row["status"])
+            for row in tx.all(f"SELECT id, status FROM {JOBS} WHERE id IN ({marks})", chunk)
+        }
         tasks: dict[str, list[dict[str, Any]]] = {job_id: [] for job_id in chunk}
         for row in tx.all(
             f"SELECT job_id, size, progress, speed, status FROM {TASKS}"

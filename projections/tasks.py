@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from domain.history import Record
 from domain.task import location_path
@@ -54,7 +55,7 @@ def _job_of(tx: Tx, batch: Batch, task_id: str) -> str | None:
     return _facts(tx, batch, task_id)[0]
 
 
-def _facts(tx: Tx, batch: Batch, task_id: str) -> tuple[str | None, object]:
+def _facts(tx: Tx, batch: Batch, task_id: str) -> tuple[str | None, Any]:
     """(job id, when its current attempt started) of a task: from memory, else its row."""
     job_id, started = batch.memory.job_of.get(task_id), batch.memory.started.get(task_id, UNKNOWN)
     if job_id is not None and started is not UNKNOWN:
