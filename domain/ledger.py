@@ -10,6 +10,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, Recording
 
+from domain.base import LedgerAggregate
 from domain.commands import Written, command
 from domain.dispatch import Dispatch
 from domain.errors import ConflictError, LedgerError, NotFoundError, ValidationError
@@ -64,7 +65,14 @@ class Ledger(Dispatch, Application[Any]):
         """Save like eventsourcing does, but record the events of all aggregates in the
         order they happened, so the log reads as a story (job created, then its tasks)."""
         processing_event: ProcessingEvent[Any] = ProcessingEvent()
-        processing_event.collect_events(*objs, **kwargs)
+        others = []
+        for obj in objs:  # ours directly: eventsourcing's runtime Protocol checks cost ~20 us each
+            if isinstance(obj, LedgerAggregate):
+                processing_event.events.extend(obj.collect_events())
+                processing_event.aggregates[obj.id] = obj
+            else:
+                others.append(obj)
+        processing_event.collect_events(*others, **kwargs)
         _into_causal_order(processing_event.events)
         recordings = self._record(processing_event)
         self._take_snapshots(processing_event)
