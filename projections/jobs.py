@@ -156,47 +156,44 @@ def tasks_changed(tx: Tx, r: Record, batch: Batch) -> None:
 
 
 def roll_up(tx: Tx, job_ids: set[str]) -> None:
-    """Recompute size, progress, speed and etr of jobs whose tasks changed in this batch."""
-    ordered = sorted(job_ids)
-    for chunk in iter_chunks(ordered, 500):
+    """Recompute size, progress, speed and etr of jobs whose tasks changed in this batch,
+    from sums the database makes over their counted tasks (one row per job, not per task)."""
+    for chunk in iter_chunks(sorted(job_ids), 500):
         marks = ", ".join("?" * len(chunk))
-        statuses = {
-            str(row["id"]): str(row["status"])
-            for row in tx.all(f"SELECT id, status FROM {JOBS} WHERE id IN ({marks})", chunk)
-        }
-        tasks: dict[str, list[dict[str, Any]]] = {job_id: [] for job_id in chunk}
         for row in tx.all(
-            f"SELECT job_id, size, progress, speed, status FROM {TASKS}"
-            f" WHERE job_id IN ({marks}) AND status <> 'EXCLUDED' ORDER BY job_id, seq",
+            f"SELECT j.id, j.status, COUNT(t.id) AS tasks, MIN(t.size) AS min_size, SUM(t.size) AS size,"
+            " SUM(CASE WHEN t.size < 1 THEN 1 ELSE t.size END) AS weight,"
+            " SUM(CASE WHEN t.size < 1 THEN 1 ELSE t.size END * t.progress) AS weighted_done,"
+            " SUM(t.progress) AS done, SUM(t.speed) AS speed,"
+            " SUM(CASE WHEN t.status <> 'DONE' THEN 1 ELSE 0 END) AS unfinished"
+            f" FROM {JOBS} j LEFT JOIN {TASKS} t ON t.job_id = j.id AND t.status <> 'EXCLUDED'"
+            f" WHERE j.id IN ({marks}) GROUP BY j.id, j.status",
             chunk,
         ):
-            tasks[str(row["job_id"])].append(row)
-        for job_id in chunk:
-            if job_id not in statuses:
-                continue
-            size, progress, speed, etr = summarise(tasks[job_id], statuses[job_id])
+            size, progress, speed, etr = summarise(row)
             tx.later(
                 f"UPDATE {JOBS} SET size = ?, progress = ?, speed = ?, etr = ? WHERE id = ?",
-                (size, progress, speed, etr, job_id),
+                (size, progress, speed, etr, row["id"]),
             )
 
 
-def summarise(tasks: list[dict[str, Any]], status: str) -> tuple[int, int, float, str | None]:
-    """(size, progress 0..100 weighted by size, speed MB/s, etr) of a job's counted tasks.
+def summarise(sums: dict[str, Any]) -> tuple[int, int, float, str | None]:
+    """(size, progress 0..100 weighted by size, speed MB/s, etr) of a job from its counted
+    tasks' sums.
 
-    Every task weighs at least one byte, so an empty file still counts; a job shows
-    100 only when it is DONE or all of its counted tasks are."""
-    sizes = [int(t["size"]) for t in tasks]
-    size = sum(sizes) if sizes and min(sizes) >= 0 else -1
-    weights = [max(s, 1) for s in sizes] if size >= 0 else [1] * len(tasks)
-    total = sum(weights)
-    done = sum(w * int(t["progress"]) for w, t in zip(weights, tasks, strict=True))
+    Every task weighs at least one byte, so an empty file still counts; while any size is
+    unknown every task weighs the same. A job shows 100 only when it is DONE or all of its
+    counted tasks are."""
+    count, status = int(sums["tasks"]), str(sums["status"])
+    known = count > 0 and int(sums["min_size"]) >= 0
+    size = int(sums["size"]) if known else -1
+    total, done = (int(sums["weight"]), int(sums["weighted_done"])) if known else (count, int(sums["done"] or 0))
     progress = done // total if total else 0
     if status == "DONE":
         progress = 100
-    elif progress >= 100 and any(t["status"] != "DONE" for t in tasks):
+    elif progress >= 100 and int(sums["unfinished"]):
         progress = 99
-    speed = 0.0 if status in FINISHED else round(sum(float(t["speed"]) for t in tasks), 3)
+    speed = 0.0 if status in FINISHED or not count else round(float(sums["speed"]), 3)
     etr = None
     if speed > 0 and size > 0:
         etr = format_etr(size * (100 - progress) / 100 / (speed * 1_000_000))

@@ -104,11 +104,14 @@ class ProjectionRunner:
 
         The events are read before the write transaction opens: on SQLite a writer
         must never wait for the event store while it holds the database's write lock."""
-        start = self.position()
+        # Where our last batch ended is where the next one starts, unless another runner
+        # applied some since; then the conditional update below refuses the batch, and
+        # the next attempt reads the position (and forgets what it remembered of tasks).
+        start = self._applied_to if self._applied_to >= 0 else self.position()
         records = self.history.read(start, self.batch_size)
         if not records:
             return 0
-        if start != self._applied_to:  # another runner applied events since: memory is stale
+        if start != self._applied_to:
             self.memory.forget()
         self._applied_to = -1
         with self.store.transaction() as tx:
