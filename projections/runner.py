@@ -2,8 +2,8 @@
 
 Each batch of events is applied and the runner's position recorded in ONE
 transaction, so a crash anywhere neither skips nor repeats an event. The update
-of the position is conditional on the position read at the start, so two runners
-on one database can never both apply a batch.
+of the position opens the transaction and is conditional on the position the batch
+starts from, so two runners on one database can never both apply a batch.
 """
 
 from __future__ import annotations
@@ -105,8 +105,9 @@ class ProjectionRunner:
         The events are read before the write transaction opens: on SQLite a writer
         must never wait for the event store while it holds the database's write lock."""
         # Where our last batch ended is where the next one starts, unless another runner
-        # applied some since; then the conditional update below refuses the batch, and
-        # the next attempt reads the position (and forgets what it remembered of tasks).
+        # applied some since: then the conditional update that opens the transaction finds
+        # another position and refuses the batch before anything is applied, and the next
+        # attempt reads the position (and forgets what it remembered of tasks).
         start = self._applied_to if self._applied_to >= 0 else self.position()
         records = self.history.read(start, self.batch_size)
         if not records:
@@ -115,15 +116,16 @@ class ProjectionRunner:
             self.memory.forget()
         self._applied_to = -1
         with self.store.transaction() as tx:
-            batch = self._apply(tx, records)
-            if self.before_commit is not None:
-                self.before_commit(batch)
+            # First, so that the row lock also makes a second runner wait for this batch.
             moved = tx.execute(
                 f"UPDATE {TRACKING} SET position = ? WHERE name = ? AND position = ?",
-                (batch.last, RUNNER_NAME, start),
+                (records[-1].position, RUNNER_NAME, start),
             )
             if moved != 1:
                 raise RunnerConflict(f"position {start} was already applied by another runner")
+            batch = self._apply(tx, records)
+            if self.before_commit is not None:
+                self.before_commit(batch)
             payload = batch.payload()
             tx.announce(payload)
         self._applied_to = batch.last

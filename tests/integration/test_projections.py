@@ -37,7 +37,7 @@ from domain.job import USER_SETTABLE as JOB_USER_SETTABLE
 from domain.ledger import Ledger
 from domain.task import ALLOWED as TASK_ALLOWED
 from domain.task import USER_SETTABLE as TASK_USER_SETTABLE
-from projections.runner import ProjectionRunner
+from projections.runner import ProjectionRunner, RunnerConflict
 from projections.schema import JOBS, QUEUES, TASKS, TRACKING
 from projections.stores import ReadStore, open_read_store
 from tests.helpers import default_queue, job, task
@@ -935,3 +935,39 @@ def test_the_feed_announces_the_position_the_runner_reached(ledger, open_runner)
     runner.catch_up()
     assert runner.feed.wait_for(later, timeout=1) is True
     assert runner.feed.position == ledger.position()
+
+
+def test_two_runners_taking_turns_give_the_rows_a_rebuild_gives(ledger, open_runner):
+    """A runner remembers each task's job and start between its batches; when another
+    runner applied events in between, what it remembers may be stale and must not be used
+    (here: a task started again while the other runner was applying)."""
+    import time
+
+    def step(runner: ProjectionRunner) -> int:
+        while True:
+            try:
+                return runner.run_batch()
+            except RunnerConflict:  # the other one moved on since this one's last batch
+                continue
+
+    realistic_workload(ledger)
+    first, second = open_runner(batch_size=9), open_runner(batch_size=9)
+    while step(first) + step(second):
+        pass
+    assert first.position() == ledger.position()
+    job_id = ledger.create_job(code="twice", tasks=[{"source": {"kind": "command", "command": "true"}}]).id
+    (task_id,) = job(ledger, job_id).tasks
+    lease = ledger.claim_tasks("w", [task_id]).ids[0]
+    first.catch_up()  # the first runner sees attempt 1 start
+    time.sleep(0.2)
+    ledger.fail_task(lease, "flaky")
+    lease = ledger.claim_tasks("w", [task_id]).ids[0]
+    second.catch_up()  # the second sees attempt 2 start
+    time.sleep(0.05)
+    ledger.complete_task(lease)
+    first.catch_up()  # the first applies the completion: attempt 2 took ~50 ms, not ~250
+    (row,) = first.store.read(f"SELECT time FROM {TASKS} WHERE id = ?", (task_id,))
+    assert 40 <= row["time"] < 200, row
+    before = snapshot(first.store)
+    first.rebuild()
+    assert snapshot(first.store) == before
