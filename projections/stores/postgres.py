@@ -33,9 +33,13 @@ def conninfo(config: StoreConfig) -> dict[str, Any]:
 
 
 class _Tx:
-    def __init__(self, cursor: psycopg.Cursor[Row], channel: str) -> None:
+    """A transaction in pipeline mode: statements go out without waiting for each other's
+    answers; only a statement whose answer is needed (a row count, rows) waits."""
+
+    def __init__(self, cursor: psycopg.Cursor[Row], channel: str, pipeline: psycopg.Pipeline) -> None:
         self.cursor = cursor
         self.channel = channel
+        self.pipeline = pipeline
         self._later: list[tuple[str, list[Any]]] = []
 
     def later(self, sql: str, params: Sequence[Any] = ()) -> None:
@@ -55,6 +59,7 @@ class _Tx:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         self.flush()
         self.cursor.execute(numbered(sql, "%s"), list(params))
+        self.pipeline.sync()
         return self.cursor.rowcount
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
@@ -98,8 +103,8 @@ class PostgresReadStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[_Tx]:
         conn = self._connect()
-        with conn.transaction(), conn.cursor() as cursor:
-            tx = _Tx(cursor, channel_for(self.schema))
+        with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as cursor:
+            tx = _Tx(cursor, channel_for(self.schema), pipeline)
             yield tx
             tx.flush()
 
