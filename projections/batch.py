@@ -18,8 +18,9 @@ UNKNOWN: Any = object()
 
 
 class TaskMemory:
-    """What the task handlers would otherwise read back for every event: the job of a task
-    (which never changes) and when its current attempt started.
+    """What the handlers would otherwise read back for every event: the job of a task
+    (which never changes), when its current attempt started, and the queue and status of
+    a job.
 
     It mirrors the tasks table only while one runner applies the log without a gap, so
     the runner forgets it whenever another runner applied events in between, or a batch
@@ -30,13 +31,15 @@ class TaskMemory:
     def __init__(self) -> None:
         self.job_of: dict[str, str] = {}
         self.started: dict[str, Any] = {}
+        self.jobs: dict[str, tuple[str, str]] = {}  # job id -> (queue id, status)
 
     def forget(self) -> None:
         self.job_of.clear()
         self.started.clear()
+        self.jobs.clear()
 
     def learn(self, task_id: str, job_id: str | None = None, started: Any = UNKNOWN) -> None:
-        if len(self.job_of) > self.LIMIT or len(self.started) > self.LIMIT:
+        if max(len(self.job_of), len(self.started), len(self.jobs)) > self.LIMIT:
             self.forget()
         if job_id is not None:
             self.job_of[task_id] = job_id

@@ -37,10 +37,21 @@ def _job(tx: Tx, job_id: str) -> dict[str, object] | None:
     return tx.one(f"SELECT queue_id, status, own_priority FROM {JOBS} WHERE id = ?", (job_id,))
 
 
+def _queue_and_status(tx: Tx, batch: Batch, job_id: str) -> tuple[str, str] | None:
+    known = batch.memory.jobs.get(job_id)
+    if known is None:
+        row = _job(tx, job_id)
+        if row is None:
+            return None
+        known = batch.memory.jobs[job_id] = (str(row["queue_id"]), str(row["status"]))
+    return known
+
+
 def created(tx: Tx, r: Record, batch: Batch) -> None:
     d = r.data
     own = d["priority"]
-    tx.execute(
+    priority = own if own is not None else _queue_priority(tx, d["queue_id"])
+    tx.later(
         f"INSERT INTO {JOBS} (id, code, queue_id, phase, status, own_priority, priority, source, destination,"
         ' metadata, max_attempts, created, modified, "user", modifier)'
         " VALUES (?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -50,7 +61,7 @@ def created(tx: Tx, r: Record, batch: Batch) -> None:
             d["queue_id"],
             d["status"],
             own,
-            own if own is not None else _queue_priority(tx, d["queue_id"]),
+            priority,
             d["source"],
             d["destination"],
             as_json(d["metadata"]),
@@ -62,6 +73,7 @@ def created(tx: Tx, r: Record, batch: Batch) -> None:
         ),
     )
     count(tx, d["queue_id"], d["status"], +1)
+    batch.memory.jobs[r.aggregate_id] = (d["queue_id"], d["status"])
     batch.jobs.add(r.aggregate_id)
     batch.queues.add(d["queue_id"])
 
@@ -76,17 +88,19 @@ def _touch(tx: Tx, r: Record, batch: Batch, values: dict[str, object]) -> None:
 
 
 def status_changed(tx: Tx, r: Record, batch: Batch) -> None:
-    job = _job(tx, r.aggregate_id)
+    job = _queue_and_status(tx, batch, r.aggregate_id)
     if job is None:
         return
+    queue_id, previous = job
     status = r.data["status"]
-    count(tx, str(job["queue_id"]), str(job["status"]), -1)
-    count(tx, str(job["queue_id"]), status, +1)
+    count(tx, queue_id, previous, -1)
+    count(tx, queue_id, status, +1)
+    batch.memory.jobs[r.aggregate_id] = (queue_id, status)
     values: dict[str, object] = {"status": status, "finished": r.timestamp if status in FINISHED else None}
     if status not in FINISHED:
         values["phase"] = "ACTIVE"
     _touch(tx, r, batch, values)
-    batch.queues.add(str(job["queue_id"]))
+    batch.queues.add(queue_id)
     batch.dirty_jobs.add(r.aggregate_id)
 
 
@@ -107,6 +121,7 @@ def updated(tx: Tx, r: Record, batch: Batch) -> None:
 
 
 def moved(tx: Tx, r: Record, batch: Batch) -> None:
+    batch.memory.jobs.pop(r.aggregate_id, None)
     job = _job(tx, r.aggregate_id)
     if job is None:
         return
@@ -121,6 +136,7 @@ def moved(tx: Tx, r: Record, batch: Batch) -> None:
 
 
 def deleted(tx: Tx, r: Record, batch: Batch) -> None:
+    batch.memory.jobs.pop(r.aggregate_id, None)
     job = _job(tx, r.aggregate_id)
     if job is None:
         return

@@ -96,6 +96,10 @@ class PostgresReadStore:
         if conn is None or conn.closed:
             conn = psycopg.connect(**conninfo(self.config), row_factory=dict_row, autocommit=True)
             conn.execute(f'SET search_path TO "{self.schema}"')
+            # The read models are derived: a crash may lose their last moments, never mix
+            # them up (the position commits with the rows), and the runner re-applies them
+            # from the event store. The events themselves are committed synchronously.
+            conn.execute("SET synchronous_commit TO off")
             self._local.conn = conn
             self._opened.append(conn)
         return conn
