@@ -143,7 +143,7 @@ class ProjectionRunner:
 
     def catch_up(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Apply everything in the store now; `progress(done, total)` after each batch."""
-        applied, total = 0, self.status().lag
+        applied, total = 0, self.status().lag if progress is not None else 0
         while True:
             try:
                 count = self.run_batch()
