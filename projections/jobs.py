@@ -37,6 +37,17 @@ def _job(tx: Tx, job_id: str) -> dict[str, object] | None:
     return tx.one(f"SELECT queue_id, status, own_priority FROM {JOBS} WHERE id = ?", (job_id,))
 
 
+def prime(tx: Tx, records: list[Record], batch: Batch) -> None:
+    """Read the queue and status of the batch's jobs that change status, if memory lacks
+    them, in one query."""
+    memory = batch.memory
+    wanted = sorted({r.aggregate_id for r in records if r.type == "Job.StatusChanged"} - set(memory.jobs))
+    for chunk in iter_chunks(wanted, 500):
+        rows = tx.all(f"SELECT id, queue_id, status FROM {JOBS} WHERE id IN ({', '.join('?' * len(chunk))})", chunk)
+        for row in rows:
+            memory.jobs[str(row["id"])] = (str(row["queue_id"]), str(row["status"]))
+
+
 def _queue_and_status(tx: Tx, batch: Batch, job_id: str) -> tuple[str, str] | None:
     known = batch.memory.jobs.get(job_id)
     if known is None:

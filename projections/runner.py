@@ -134,6 +134,8 @@ class ProjectionRunner:
 
     def _apply(self, tx: Tx, records: list[Record]) -> Batch:
         batch = Batch(memory=self.memory)
+        tasks.prime(tx, records, batch)
+        jobs.prime(tx, records, batch)
         for record in records:
             batch.saw(record)
             for handler in HANDLERS.get(record.type, ()):

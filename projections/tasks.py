@@ -9,7 +9,7 @@ from domain.history import Record
 from domain.task import location_path
 from projections.batch import UNKNOWN, Batch, Handler, as_json
 from projections.schema import TASKS
-from projections.stores import Tx
+from projections.stores import Tx, iter_chunks
 
 _RESTARTED_FROM = {"FAILED", "DONE", "EXCLUDED"}
 
@@ -53,6 +53,25 @@ def _job_of(tx: Tx, batch: Batch, task_id: str) -> str | None:
     if known is not None:
         return known
     return _facts(tx, batch, task_id)[0]
+
+
+def prime(tx: Tx, records: list[Record], batch: Batch) -> None:
+    """Read what memory lacks of the batch's tasks in one query, not one per event (after
+    a restart, or once another runner applied events)."""
+    memory = batch.memory
+    wanted = sorted(
+        {
+            r.aggregate_id
+            for r in records
+            if r.type.startswith("Task.")
+            and r.type != "Task.Created"
+            and (r.aggregate_id not in memory.job_of or r.aggregate_id not in memory.started)
+        }
+    )
+    for chunk in iter_chunks(wanted, 500):
+        rows = tx.all(f"SELECT id, job_id, started FROM {TASKS} WHERE id IN ({', '.join('?' * len(chunk))})", chunk)
+        for row in rows:
+            memory.learn(str(row["id"]), job_id=str(row["job_id"]), started=row["started"])
 
 
 def _facts(tx: Tx, batch: Batch, task_id: str) -> tuple[str | None, Any]:
