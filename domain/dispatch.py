@@ -8,7 +8,9 @@ collide on its version and the loser retries from fresh state.
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,23 @@ from domain.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
     from domain.ledger import Ledger
+
+
+def in_turn(fn: Callable[..., Written]) -> Callable[..., Written]:
+    """Claims, completions and failures in one process take turns. Run side by side they
+    mostly collide: concurrent claimers hold the same candidates, and claims and
+    completions of neighbouring tasks meet on their job and queue, so most of them would
+    be redone from fresh state. In turn, a claim finds the tasks taken before it (in the
+    cache, at no cost) and leases the next ones. Heartbeats, which touch only their task,
+    run freely; other processes still meet these as version conflicts, retried."""
+
+    @functools.wraps(fn)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Written:
+        with self.dispatching:
+            return fn(self, *args, **kwargs)
+
+    return run
+
 
 DISPATCHABLE = frozenset({JobStatus.WAITING, JobStatus.RUNNING})
 MAX_LEASE_SECONDS = 24 * 3600
@@ -38,7 +57,7 @@ def _now(now: datetime | None) -> datetime:
 class Dispatch:
     """The worker-facing commands of the Ledger."""
 
-    claiming: threading.Lock
+    dispatching: threading.Lock
 
     def max_attempts(self: Any, uow: UnitOfWork, job: Job) -> int:
         """The job's own limit, else its queue's, else 3."""
@@ -47,20 +66,9 @@ class Dispatch:
         queue = uow.get(Queue, job.queue_id, allow_deleted=True)
         return int(queue.max_attempts or DEFAULT_MAX_ATTEMPTS)
 
-    def claim_tasks(self: Any, *args: Any, **kwargs: Any) -> Written:
-        """Lease up to `limit` of the candidate tasks (in their order) that may run now;
-        answers with the lease ids.
-
-        Claims in one process take turns: concurrent claimers usually hold the same
-        candidates (and the same jobs), so in parallel they would mostly collide and redo
-        their work; in turn, each finds the tasks before it taken (in the cache, at no
-        cost) and leases the next ones."""
-        with self.claiming:
-            written: Written = self._claim_tasks(*args, **kwargs)
-            return written
-
+    @in_turn
     @command
-    def _claim_tasks(
+    def claim_tasks(
         self: Ledger,
         uow: UnitOfWork,
         worker: str,
@@ -69,6 +77,8 @@ class Dispatch:
         lease_seconds: int = 60,
         now: datetime | None = None,
     ) -> list[str]:
+        """Lease up to `limit` of the candidate tasks (in their order) that may run now;
+        answers with the lease ids."""
         if not isinstance(worker, str) or not worker.strip():
             raise ValidationError("worker", "name the worker (any non-empty string)")
         if not isinstance(limit, int) or not 1 <= limit <= 500:
@@ -144,6 +154,7 @@ class Dispatch:
         task.renew(str(lease_id), _now(now), progress, bytes_done, speed)
         return [str(lease_id)]
 
+    @in_turn
     @command
     def complete_task(
         self: Ledger, uow: UnitOfWork, lease_id: str, result: Any = None, now: datetime | None = None
@@ -154,6 +165,7 @@ class Dispatch:
         self._settle(uow, job)
         return [str(task.id)]
 
+    @in_turn
     @command
     def complete_tasks(
         self: Ledger, uow: UnitOfWork, completions: list[tuple[str, Any]], now: datetime | None = None
@@ -173,6 +185,7 @@ class Dispatch:
             self._settle(uow, job)
         return done
 
+    @in_turn
     @command
     def fail_task(
         self: Ledger,
@@ -192,6 +205,7 @@ class Dispatch:
         self._settle(uow, job)
         return [str(task.id)]
 
+    @in_turn
     @command
     def release_task(self: Ledger, uow: UnitOfWork, lease_id: str, now: datetime | None = None) -> list[str]:
         """Give the task back unworked (a worker shutting down): queued again, not an attempt."""
@@ -203,6 +217,7 @@ class Dispatch:
             job.note_task_status(str(task.id), str(task.status))
         return [str(task.id)]
 
+    @in_turn
     @command
     def expire_leases(self: Ledger, uow: UnitOfWork, task_ids: list[str], now: datetime | None = None) -> list[str]:
         """The clock's move: leases past their deadline end; the task runs again or fails."""

@@ -56,7 +56,7 @@ class Ledger(Dispatch, Application[Any]):
         ensure_schema(self.store)
         # Called with the newest position after every save (the projection runner wakes on it).
         self.after_save: list[Callable[[int], None]] = []
-        self.claiming = threading.Lock()
+        self.dispatching = threading.Lock()  # see domain.dispatch.in_turn
         with schema_lock(self.store):
             super().__init__(env={**self.store.env, **(env or {})})
             self.ensure_default_queue(actor="jobledger")
