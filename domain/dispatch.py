@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from domain.commands import Written, command
 from domain.errors import ConflictError, NotFoundError, ValidationError
@@ -48,6 +49,15 @@ MAX_LEASE_SECONDS = 24 * 3600
 def task_id_of(lease_id: str) -> str:
     """Lease ids are `<task id>.<random>`: the task is found without a lookup table."""
     return str(lease_id).split(".", 1)[0]
+
+
+def _job_and_queue(aggregate: Any) -> list[UUID]:
+    """What a dispatch command loads beside a task: its job, and the job's queue."""
+    if isinstance(aggregate, Task):
+        return [UUID(aggregate.job_id)]
+    if isinstance(aggregate, Job):
+        return [UUID(aggregate.queue_id)]
+    return []
 
 
 def _now(now: datetime | None) -> datetime:
@@ -93,7 +103,7 @@ class Dispatch:
                 break
             if index >= fetched:  # load the next stretch of candidates in one query
                 fetched = index + 2 * (limit - len(leases)) + 8
-                uow.prefetch(Task, candidates[index:fetched])
+                uow.prefetch(Task, candidates[index:fetched], _job_and_queue)
             claimed = self._claim_one(uow, task_id, worker, lease_seconds, _now(now))
             if claimed is not None:
                 lease_id, task, job = claimed
@@ -172,7 +182,7 @@ class Dispatch:
     ) -> list[str]:
         """Complete many leases in one atomic save (workers finishing small tasks in bulk).
         Any lease that is no longer live refuses the whole batch with CONFLICT."""
-        uow.prefetch(Task, [task_id_of(lease_id) for lease_id, _ in completions])
+        uow.prefetch(Task, [task_id_of(lease_id) for lease_id, _ in completions], _job_and_queue)
         done: list[str] = []
         notes: dict[str, tuple[Job, dict[str, str]]] = {}
         for lease_id, result in completions:
@@ -222,7 +232,7 @@ class Dispatch:
     def expire_leases(self: Ledger, uow: UnitOfWork, task_ids: list[str], now: datetime | None = None) -> list[str]:
         """The clock's move: leases past their deadline end; the task runs again or fails."""
         expired = []
-        uow.prefetch(Task, task_ids)
+        uow.prefetch(Task, task_ids, _job_and_queue)
         for task_id in task_ids:
             task = uow.find(Task, task_id)
             if task is None or task.status not in IN_FLIGHT or task.lease_expires >= _now(now):

@@ -32,11 +32,17 @@ def load(repository: Repository[Any], aggregate_id: UUID) -> Any:
 
 
 def load_many(
-    repository: Repository[Any], aggregate_ids: list[UUID], select_after: Callable[[dict[UUID, int]], list[Any]]
+    repository: Repository[Any],
+    aggregate_ids: list[UUID],
+    select_after: Callable[[dict[UUID, int]], list[Any]],
+    related: Callable[[Any], list[UUID]] | None = None,
 ) -> dict[UUID, Any]:
     """Many aggregates without snapshots (tasks) in one query, as `load` would give them:
     cached ones fast-forwarded by their newer events, the others rebuilt from all of
-    theirs; the ones that do not exist are left out."""
+    theirs; the ones that do not exist are left out.
+
+    `related` names, for a cached aggregate, others the command will load too (a task's
+    job, a job's queue): those that are cached are fast-forwarded in the same query."""
     cache = repository.cache
     assert cache is not None, "the ledger runs with an aggregate cache"
     with _LOADING:
@@ -44,12 +50,25 @@ def load_many(
         for uid in aggregate_ids:
             with contextlib.suppress(KeyError):
                 cached[uid] = cache.get(uid)
-        versions = {uid: cached[uid].version if uid in cached else 0 for uid in aggregate_ids}
+        wanted = list(aggregate_ids)
+        frontier = list(cached.values()) if related else []
+        while frontier:
+            following = []
+            for aggregate in frontier:
+                for uid in related(aggregate) if related else ():
+                    if uid in cached or uid in wanted:
+                        continue
+                    with contextlib.suppress(KeyError):
+                        cached[uid] = cache.get(uid)
+                        wanted.append(uid)
+                        following.append(cached[uid])
+            frontier = following
+        versions = {uid: cached[uid].version if uid in cached else 0 for uid in wanted}
         newer: dict[UUID, list[Any]] = defaultdict(list)
         for stored in select_after(versions):
             newer[stored.originator_id].append(repository.event_store.mapper.to_domain_event(stored))
         found: dict[UUID, Any] = {}
-        for uid in aggregate_ids:
+        for uid in wanted:
             aggregate = cached.get(uid)
             for event in newer.get(uid, ()):  # as project_aggregate, without its Protocol check
                 aggregate = event.mutate(aggregate)
@@ -93,9 +112,12 @@ class UnitOfWork:
         self._loaded: dict[UUID, LedgerAggregate] = {}
         self._missing: set[UUID] = set()
 
-    def prefetch(self, cls: type[A], aggregate_ids: list[Any]) -> None:
+    def prefetch(
+        self, cls: type[A], aggregate_ids: list[Any], related: Callable[[Any], list[UUID]] | None = None
+    ) -> None:
         """Load many aggregates of a kind without snapshots at once (the tasks of a claim
-        or of a bulk completion); `get` then finds them without a round trip each."""
+        or of a bulk completion), and the cached ones `related` names; `get` then finds
+        them without a round trip each."""
         if self.select_after is None or self.repository.cache is None:
             return
         wanted: list[UUID] = []
@@ -108,12 +130,12 @@ class UnitOfWork:
                 wanted.append(uid)
         if not wanted:
             return
-        found = load_many(self.repository, list(dict.fromkeys(wanted)), self.select_after)
+        found = load_many(self.repository, list(dict.fromkeys(wanted)), self.select_after, related)
         for uid in wanted:
-            if uid in found:
-                self._loaded[uid] = found[uid]
-            else:
+            if uid not in found:
                 self._missing.add(uid)
+        for uid, aggregate in found.items():
+            self._loaded.setdefault(uid, aggregate)
 
     def get(self, cls: type[A], aggregate_id: object, *, allow_deleted: bool = False) -> A:
         """The aggregate of type `cls`; NotFoundError if it is missing, another type, or deleted."""
