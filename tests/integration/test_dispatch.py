@@ -681,3 +681,56 @@ def test_commands_saving_while_the_runner_of_their_own_ledger_reads_a_batch_are_
         assert {task(ledger, t).status for t in (a, b)} == {TaskStatus.BOOTING}
     finally:
         store.close()
+
+
+# -- claims and completions in bulk ---------------------------------------------------
+
+
+def test_a_bulk_claim_and_a_bulk_completion_note_each_job_once(ledger):
+    """An audit reader sees one job event per command for the tasks it moved, not one
+    per task; the job's tally follows, and the job ends DONE."""
+    first, first_tasks = submit(ledger, 5, code="bulk-a")
+    second, second_tasks = submit(ledger, 3, code="bulk-b")
+    leases = claim(ledger, [*first_tasks, *second_tasks], limit=8)
+    assert len(leases) == 8
+    for job_id, task_ids in ((first, first_tasks), (second, second_tasks)):
+        (noted,) = events_of(ledger, job_id, "Job.TaskStatusesChanged")
+        assert noted.data["statuses"] == {t: "BOOTING" for t in task_ids}
+        assert noted.actor == "w1"
+        assert not events_of(ledger, job_id, "Job.TaskStatusChanged")
+        assert job(ledger, job_id).status == JobStatus.RUNNING
+
+    ledger.complete_tasks([(lease, {"ok": True}) for lease in leases], actor="w1")
+    for job_id, task_ids in ((first, first_tasks), (second, second_tasks)):
+        completed = events_of(ledger, job_id, "Job.TaskStatusesChanged")[-1]
+        assert completed.data["statuses"] == {t: "DONE" for t in task_ids}
+        assert {t["status"] for t in job(ledger, job_id).tasks.values()} == {"DONE"}
+        assert job(ledger, job_id).status == JobStatus.DONE
+        assert types_of(ledger, job_id)[-1] == "Job.StatusChanged"
+
+
+def test_a_single_claim_still_notes_its_task_alone(ledger):
+    job_id, (only,) = submit(ledger, 1)
+    claim_one(ledger, only)
+    (noted,) = events_of(ledger, job_id, "Job.TaskStatusChanged")
+    assert noted.data == {"task_id": only, "status": "BOOTING"}
+    assert not events_of(ledger, job_id, "Job.TaskStatusesChanged")
+
+
+def test_an_instance_whose_cache_is_behind_claims_and_completes_from_the_store(ledger, new_ledger):
+    """Two instances on one store: each has its own aggregate cache. What one claimed, the
+    other (which loaded those tasks before) must see as taken, and it can complete a
+    lease the first one handed out."""
+    behind = new_ledger()
+    job_id, task_ids = submit(ledger, 6)
+    # Claiming the first two loads (and caches) all six, the job and the queue.
+    assert [task_id_of(lease) for lease in claim(behind, task_ids, limit=2)] == task_ids[:2]
+    ahead = claim(ledger, task_ids, limit=3)  # tasks 2, 3, 4 through the other instance
+    assert [task_id_of(lease) for lease in ahead] == task_ids[2:5]
+
+    late = claim(behind, task_ids, limit=6)  # only task 5 is still queued
+    assert [task_id_of(lease) for lease in late] == task_ids[5:]
+    behind.complete_tasks([(lease, None) for lease in ahead])
+    assert {task(ledger, t).status for t in task_ids[2:5]} == {TaskStatus.DONE}
+    assert job(behind, job_id).tasks[task_ids[4]]["status"] == "DONE"
+    assert job(ledger, job_id).status == JobStatus.RUNNING

@@ -143,3 +143,31 @@ def test_a_finished_job_carries_the_time_it_finished_and_loses_it_when_reopened(
     assert job.finished == job.pending_events[-1].timestamp
     job.change_status(JobStatus.WAITING, by_user=True)
     assert job.finished is None
+
+
+def test_an_aggregate_copy_shares_nothing_mutable_with_the_original():
+    """Commands work on copies from the aggregate cache; a command that fails after
+    changing its copy must leave the cached original as it was."""
+    import copy
+
+    from domain.task import Task
+
+    original = Task(
+        job_id="j",
+        uri="0",
+        source={"kind": "command", "command": "true", "env": {"A": ["1"]}},
+        destination=None,
+        size=-1,
+        priority=500,
+        metadata={"tags": ["x"]},
+        status="QUEUED",
+    )
+    clone = copy.deepcopy(original)
+    assert clone is not original and vars(clone) == vars(original)
+    clone.source["env"]["A"].append("2")
+    clone.metadata["tags"].clear()
+    clone.claim("w", 60, original.created_on)
+    assert original.source["env"]["A"] == ["1"] and original.metadata == {"tags": ["x"]}
+    assert str(original.status) == "QUEUED" and original.version == 1
+    assert [type(e).__name__ for e in original.collect_events()] == ["Created"]
+    assert [type(e).__name__ for e in clone.collect_events()] == ["Created", "Claimed"]
