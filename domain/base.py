@@ -55,8 +55,11 @@ class LedgerAggregate(Aggregate):
         JSON-like data, so dicts and lists are copied, immutable values shared, and only
         anything else goes through the generic deepcopy (which took a quarter of a claim)."""
         clone = object.__new__(type(self))
-        clone.__dict__.update({name: _copied(value, memo) for name, value in vars(self).items()})
+        clone.__dict__.update({name: self._copy_of(name, value, memo) for name, value in vars(self).items()})
         return clone
+
+    def _copy_of(self, name: str, value: Any, memo: dict[int, Any]) -> Any:
+        return _copied(value, memo)
 
     @property
     def facts(self) -> dict[str, Any]:

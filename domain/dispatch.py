@@ -102,7 +102,7 @@ class Dispatch:
             if len(leases) >= limit:
                 break
             if index >= fetched:  # load the next stretch of candidates in one query
-                fetched = index + 2 * (limit - len(leases)) + 8
+                fetched = index + 2 * (limit - len(leases)) + 2
                 uow.prefetch(Task, candidates[index:fetched], _job_and_queue)
             claimed = self._claim_one(uow, task_id, worker, lease_seconds, _now(now))
             if claimed is not None:

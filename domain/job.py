@@ -92,6 +92,13 @@ class Job(LedgerAggregate):
 
     # -- reading -------------------------------------------------------------
 
+    def _copy_of(self, name: str, value: Any, memo: dict[int, Any]) -> Any:
+        """The tally holds one flat dict of strings and numbers per task: copied as such, a
+        job of thousands of tasks copies several times faster than value by value."""
+        if name == "tasks":
+            return {task_id: dict(tally) for task_id, tally in value.items()}
+        return super()._copy_of(name, value, memo)
+
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED
