@@ -3,16 +3,17 @@ against a real `jobledger serve`, on PostgreSQL and SQLite, next to Procrastinat
 processing the same number of no-op jobs on the same PostgreSQL.
 
 jobledger: `--tasks` command tasks (jobs of 100, submitted one createJob after another from one
-client; never executed) are claimed with claimTasks(limit: --batch) and completed with one
-completeTasks per claim by 1 and 4 workers (coroutines with an HTTP connection each), and, for
-comparison, with claimTasks(limit: 1) and completeTask per task on `--single-tasks` tasks.
-Every run has a fresh store and a fresh server.
+client; never executed) are claimed with claimTasks(limit: N) for each N of --batch (default 50
+and 200) and completed with one completeTasks per claim by 1 and 4 workers (coroutines with an
+HTTP connection each), and, for comparison, with claimTasks(limit: 1) and completeTask per task on
+`--single-tasks` tasks. Every run has a fresh store and a fresh server; on PostgreSQL the filled
+database is ANALYZEd before processing starts (untimed), as autovacuum would.
 
 Procrastinate and PgQueuer run in a separate virtual environment (created on first use under
 --others-venv, default bench/.venv-others) as a subprocess, each in a fresh database: batch
 enqueue of --tasks no-op jobs, then 1 and 4 workers until the queue is empty.
 
-    .venv/bin/python bench/throughput.py [--tasks 10000] [--store sqlite|postgres|both] [--skip-others]
+    .venv/bin/python bench/throughput.py [--tasks 10000] [--batch 50,200] [--store sqlite|postgres|both] [--skip-others]
 """
 
 from __future__ import annotations
@@ -306,7 +307,7 @@ def bench_jobledger(store: str, tasks: int, workers: int, limit: int, tmp: str, 
     mode = f"batch {limit}" if limit > 1 else "single"
     name = f"jobledger {STORE_NAMES[store]}, {workers} worker{'s' if workers > 1 else ''}, {mode}"
     say(f"== {name}: {tasks:,} tasks")
-    slug = f"{store}-{workers}w-{'batch' if limit > 1 else 'single'}"
+    slug = f"{store}-{workers}w-{f'batch{limit}' if limit > 1 else 'single'}"
     with fresh_store(store, tmp) as url:
         server = start_server(url, f"{tmp}/{slug}.log", PYTHONPATH=str(ROOT))
         try:
@@ -528,7 +529,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tasks", type=int, default=10_000, help="tasks (jobs) per batch run")
     parser.add_argument("--single-tasks", type=int, help="tasks per single-task (limit 1) run; default tasks/5")
     parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
-    parser.add_argument("--batch", type=int, default=50, help="claimTasks limit (and PgQueuer batch size)")
+    parser.add_argument(
+        "--batch",
+        default="50,200",
+        help="claimTasks limits of the batch runs, comma-separated (PgQueuer uses the largest as its batch size)",
+    )
     parser.add_argument("--skip-others", action="store_true", help="jobledger only: no Procrastinate or PgQueuer")
     parser.add_argument("--skip-single", action="store_true", help="no claimTasks(limit: 1) runs")
     parser.add_argument(
@@ -536,8 +541,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--profile", metavar="DIR", help="py-spy record the server of each jobledger run into DIR")
     args = parser.parse_args()
-    if args.tasks < 1 or not 1 <= args.batch <= 500:
-        parser.error("--tasks must be at least 1 and --batch 1 to 500")
+    try:
+        args.batches = [int(size) for size in str(args.batch).split(",")]
+    except ValueError:
+        parser.error("--batch takes claim limits separated by commas, e.g. 50,200")
+    if args.tasks < 1 or not all(2 <= size <= 500 for size in args.batches):
+        parser.error("--tasks must be at least 1 and each --batch 2 to 500 (limit 1 is the single-task run)")
     args.single_tasks = args.single_tasks or max(1, args.tasks // 5)
     return args
 
@@ -558,8 +567,9 @@ def main() -> None:
         load = os.getloadavg()[0]
         say(f"server logs in {tmp} (removed at the end); load average {load:.1f} on {os.cpu_count()} cores")
         for store in stores:
-            for workers in WORKER_COUNTS:
-                results.append(bench_jobledger(store, args.tasks, workers, args.batch, tmp, args))
+            for size in args.batches:
+                for workers in WORKER_COUNTS:
+                    results.append(bench_jobledger(store, args.tasks, workers, size, tmp, args))
             if not args.skip_single:
                 for workers in WORKER_COUNTS:
                     results.append(bench_jobledger(store, args.single_tasks, workers, 1, tmp, args))
@@ -569,7 +579,7 @@ def main() -> None:
             script.write_text(textwrap.dedent(OTHERS_SCRIPT))
             for library in ("procrastinate", "pgqueuer"):
                 for workers in WORKER_COUNTS:
-                    result = bench_other(python, str(script), library, args.tasks, workers, args.batch)
+                    result = bench_other(python, str(script), library, args.tasks, workers, max(args.batches))
                     results.append(result)
                     if result.note not in versions:
                         versions.append(result.note)
@@ -577,7 +587,8 @@ def main() -> None:
         pg = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
     print(
         f"\nthroughput: no-op tasks submitted, claimed and completed; PostgreSQL {pg}, {os.cpu_count()} cores; "
-        f"jobledger jobs of {TASKS_PER_JOB} tasks, claimTasks limit {args.batch} (batch) or 1 (single)\n"
+        f"jobledger jobs of {TASKS_PER_JOB} tasks, claimTasks limit {args.batch} (batch) or 1 (single); "
+        f"PgQueuer batch size {max(args.batches)}\n"
     )
     print_table(results, versions)
     say(f"\ntotal run time {time.perf_counter() - started:.0f} s")
