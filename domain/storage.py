@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -133,18 +133,32 @@ class GapFreePostgresApplicationRecorder(PostgresApplicationRecorder):
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
+        # One array per column rather than eventsourcing's array of a composite type:
+        # psycopg dumps those without escaping every field of every event in Python.
         self.insert_events_statement = SQL(
             "INSERT INTO {schema}.{table} AS t "
             "(originator_id, originator_version, topic, state, notification_id) "
             "SELECT e.originator_id, e.originator_version, e.topic, e.state, "
             "  (SELECT COALESCE(MAX(notification_id), 0) FROM {schema}.{table}) + e.n "
-            "FROM unnest(%s::{schema}.{stored_event_type}[]) "
+            "FROM unnest(%s::uuid[], %s::int8[], %s::text[], %s::bytea[]) "
             "  WITH ORDINALITY AS e(originator_id, originator_version, topic, state, n) "
             "RETURNING notification_id"
-        ).format(
-            schema=Identifier(self.datastore.schema),
-            table=Identifier(self.events_table_name),
-            stored_event_type=Identifier(self.stored_event_type_name),
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        """Lock the table (which keeps positions in commit order), then insert. eventsourcing
+        also sends a NOTIFY on its own channel here; nothing listens to it (the projections
+        announce their batches on theirs), and a NOTIFY serialises commits in PostgreSQL."""
+        self._lock_table(curs)
+        curs.execute(
+            self.insert_events_statement,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+            prepare=True,
         )
 
 
