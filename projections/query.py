@@ -272,48 +272,26 @@ class ReadModels:
     async def claim_candidates(self, queues: Sequence[str] | None, count: int) -> list[str]:
         """Queued tasks of dispatchable jobs in enabled queues, in hand-out order: queue
         priority, job priority, then the queue's mode (FIFO oldest job first, LIFO newest
-        first, PRIORITY by task priority then oldest), then task order.
-
-        Jobs first, then tasks, so that the work grows with the jobs that have queued
-        tasks, not with every queued task: a job's tasks are handed out in key order, so
-        the first `count` tasks belong to the first `count` jobs ranked by their best
-        queued task, and each of those jobs gives at most its first `count` tasks (read
-        from the (job, status, seq) index)."""
+        first, PRIORITY by task priority then oldest), then task order."""
         params: list[Any] = []
         only = ""
         if queues:
             marks = ", ".join("?" * len(queues))
             only = f" AND (q.code IN ({marks}) OR q.id IN ({marks}))"
             params += [*queues, *queues]
-        first_queued = (  # a job's first `count` queued tasks, in its queue's task order
-            f"SELECT x.id FROM {TASKS} x WHERE x.job_id = j.id AND x.status = 'QUEUED' ORDER BY {{}} LIMIT ?"
-        )
         rows = await self.store.fetch(
-            "WITH ranked AS ("
-            " SELECT j.id, j.created, j.priority, q.priority AS queue_priority, q.execution_mode AS mode,"
-            "  CASE WHEN q.execution_mode = 'PRIORITY' THEN"
-            f"   (SELECT MAX(b.priority) FROM {TASKS} b WHERE b.job_id = j.id AND b.status = 'QUEUED')"
-            "  ELSE 0 END AS best"
-            f" FROM {JOBS} j JOIN {QUEUES} q ON q.id = j.queue_id"
-            " WHERE j.status IN ('WAITING', 'RUNNING') AND q.status = 'WAITING'"
+            f"SELECT t.id FROM {TASKS} t JOIN {JOBS} j ON j.id = t.job_id JOIN {QUEUES} q ON q.id = j.queue_id"
+            " WHERE t.status = 'QUEUED' AND j.status IN ('WAITING', 'RUNNING') AND q.status = 'WAITING'"
             f" AND q.deleted = ?{only}"
             # A waiting job of a queue at its maxConcurrency cannot start: leave it out, so
             # that it does not hide the work of other queues.
             " AND (j.status = 'RUNNING' OR q.max_concurrency IS NULL OR q.max_concurrency >"
             f" (SELECT COUNT(*) FROM {JOBS} r WHERE r.phase = 'ACTIVE' AND r.queue_id = q.id AND r.status = 'RUNNING'))"
-            f" AND EXISTS (SELECT 1 FROM {TASKS} e WHERE e.job_id = j.id AND e.status = 'QUEUED')"
-            " ORDER BY queue_priority DESC, j.priority DESC, best DESC,"
-            " CASE WHEN q.execution_mode = 'LIFO' THEN j.created END DESC, j.created ASC, j.id LIMIT ?)"
-            f" SELECT t.id FROM ranked j JOIN {TASKS} t ON t.job_id = j.id"
-            " WHERE t.status = 'QUEUED' AND ("
-            # (SQLite refuses an outer column in a subquery's ORDER BY: one subquery per order)
-            f"  (j.mode = 'PRIORITY' AND t.id IN ({first_queued.format('x.priority DESC, x.seq')}))"
-            f"  OR (j.mode <> 'PRIORITY' AND t.id IN ({first_queued.format('x.seq')})))"
-            " ORDER BY j.queue_priority DESC, j.priority DESC,"
-            " CASE WHEN j.mode = 'PRIORITY' THEN t.priority ELSE 0 END DESC,"
-            " CASE WHEN j.mode = 'LIFO' THEN j.created END DESC,"
+            " ORDER BY q.priority DESC, j.priority DESC,"
+            " CASE WHEN q.execution_mode = 'PRIORITY' THEN t.priority ELSE 0 END DESC,"
+            " CASE WHEN q.execution_mode = 'LIFO' THEN j.created END DESC,"
             " j.created ASC, j.id, t.seq LIMIT ?",
-            [False, *params, count, count, count, count],
+            [False, *params, count],
         )
         return [r["id"] for r in rows]
 
