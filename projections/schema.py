@@ -102,7 +102,9 @@ DDL = [
         time {{big}}
     )""",
     f"CREATE UNIQUE INDEX IF NOT EXISTS jl_tasks_job_seq ON {TASKS} (job_id, seq)",
-    f"CREATE INDEX IF NOT EXISTS jl_tasks_job_status ON {TASKS} (job_id, status)",
+    # A job's tasks by status in task order (a claim reads a job's first queued tasks).
+    "DROP INDEX IF EXISTS jl_tasks_job_status",
+    f"CREATE INDEX IF NOT EXISTS jl_tasks_job_status_seq ON {TASKS} (job_id, status, seq)",
     # Queued work in hand-out order, and live leases by deadline (for the clock).
     f"CREATE INDEX IF NOT EXISTS jl_tasks_status_priority ON {TASKS} (status, priority, job_id, seq)",
     f"CREATE INDEX IF NOT EXISTS jl_tasks_lease_expires ON {TASKS} (lease_expires)",

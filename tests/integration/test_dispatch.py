@@ -31,6 +31,7 @@ from domain.task import TaskStatus
 from projections.clock import CLOCK_ACTOR, Clock
 from projections.query import ReadModels
 from projections.runner import ProjectionRunner
+from projections.schema import JOBS, QUEUES, TASKS
 from projections.stores import ReadStore, open_read_store
 from tests.helpers import job, queue, task, types_of
 
@@ -734,3 +735,77 @@ def test_an_instance_whose_cache_is_behind_claims_and_completes_from_the_store(l
     assert {task(ledger, t).status for t in task_ids[2:5]} == {TaskStatus.DONE}
     assert job(behind, job_id).tasks[task_ids[4]]["status"] == "DONE"
     assert job(ledger, job_id).status == JobStatus.RUNNING
+
+
+# The hand-out order written as one full sort of every queued task: the definition the
+# candidate query (jobs first, then each job's first tasks) must agree with.
+FULL_SORT = (
+    f"SELECT t.id FROM {TASKS} t JOIN {JOBS} j ON j.id = t.job_id JOIN {QUEUES} q ON q.id = j.queue_id"
+    " WHERE t.status = 'QUEUED' AND j.status IN ('WAITING', 'RUNNING') AND q.status = 'WAITING' AND q.deleted = ?"
+    " AND (j.status = 'RUNNING' OR q.max_concurrency IS NULL OR q.max_concurrency >"
+    f" (SELECT COUNT(*) FROM {JOBS} r WHERE r.phase = 'ACTIVE' AND r.queue_id = q.id AND r.status = 'RUNNING'))"
+    " ORDER BY q.priority DESC, j.priority DESC,"
+    " CASE WHEN q.execution_mode = 'PRIORITY' THEN t.priority ELSE 0 END DESC,"
+    " CASE WHEN q.execution_mode = 'LIFO' THEN j.created END DESC, j.created ASC, j.id, t.seq LIMIT ?"
+)
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_candidates_agree_with_a_full_sort_of_every_queued_task(ledger, reads, seed):
+    rng = random.Random(seed)
+    for code in ("qa", "qb", "qc"):
+        ledger.create_queue(
+            code,
+            priority=rng.choice([300, 500, 500, 800]),
+            execution_mode=rng.choice(["FIFO", "LIFO", "PRIORITY"]),
+            max_concurrency=rng.choice([None, None, 2]),
+        )
+    for j in range(14):
+        job_id, task_ids = submit(
+            ledger,
+            code=f"j{j}",
+            queue=rng.choice(["qa", "qb", "qc"]),
+            priority=rng.choice([None, 100, 500, 900]),
+            tasks=[{"source": f"/j{j}/t{t}", "priority": rng.choice([0, 500, 1000])} for t in range(rng.randint(1, 7))],
+        )
+        if rng.random() < 0.2:
+            ledger.update_job(job_id, status="PAUSED")
+        if rng.random() < 0.3:
+            ledger.update_tasks(job_id, [{"id": task_ids[0], "status": "EXCLUDED"}])
+    for _ in range(3):  # some tasks and jobs already running
+        candidates = await reads.candidates()
+        if candidates:
+            claim(ledger, candidates[: rng.randint(1, 4)], limit=4)
+    reads.runner.catch_up()
+    for count in (1, 3, 8, 40, 500):
+        expected = [r["id"] for r in await reads.store.fetch(FULL_SORT, [False, count])]
+        assert await reads.models.claim_candidates(None, count) == expected, count
+
+
+async def test_candidates_across_many_small_jobs_agree_with_the_full_sort(ledger, reads):
+    """Many jobs of one or two tasks in one group: the jobs are read a page at a time."""
+    ledger.create_queue("many", execution_mode="LIFO")
+    for j in range(30):
+        submit(ledger, 1 + j % 2, code=f"m{j}", queue="many")
+    reads.runner.catch_up()
+    for count in (1, 7, 8, 9, 44, 45, 46, 100):
+        expected = [r["id"] for r in await reads.store.fetch(FULL_SORT, [False, count])]
+        assert len(expected) == min(count, 45)
+        assert await reads.models.claim_candidates(["many"], count) == expected, count
+
+
+async def test_candidates_across_many_task_priorities_agree_with_the_full_sort(ledger, reads):
+    """A PRIORITY queue whose tasks spread over more priorities than are walked one by one."""
+    rng = random.Random(7)
+    ledger.create_queue("spread", execution_mode="PRIORITY")
+    for j in range(6):
+        submit(
+            ledger,
+            code=f"s{j}",
+            queue="spread",
+            tasks=[{"source": f"/s{j}/{t}", "priority": rng.randrange(0, 1000, 50)} for t in range(8)],
+        )
+    reads.runner.catch_up()
+    for count in (1, 5, 12, 30, 48, 60):
+        expected = [r["id"] for r in await reads.store.fetch(FULL_SORT, [False, count])]
+        assert await reads.models.claim_candidates(["spread"], count) == expected, count
