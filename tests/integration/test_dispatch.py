@@ -750,8 +750,16 @@ FULL_SORT = (
 )
 
 
+@pytest.fixture(params=["sorted", "by-group"])
+def candidate_path(request, reads, monkeypatch):
+    """Small backlogs are sorted whole; larger ones go group by group: test both ways."""
+    if request.param == "by-group":
+        monkeypatch.setattr(reads.models, "SORT_ALL_BELOW", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("seed", range(6))
-async def test_candidates_agree_with_a_full_sort_of_every_queued_task(ledger, reads, seed):
+async def test_candidates_agree_with_a_full_sort_of_every_queued_task(ledger, reads, seed, candidate_path):
     rng = random.Random(seed)
     for code in ("qa", "qb", "qc"):
         ledger.create_queue(
@@ -782,7 +790,7 @@ async def test_candidates_agree_with_a_full_sort_of_every_queued_task(ledger, re
         assert await reads.models.claim_candidates(None, count) == expected, count
 
 
-async def test_candidates_across_many_small_jobs_agree_with_the_full_sort(ledger, reads):
+async def test_candidates_across_many_small_jobs_agree_with_the_full_sort(ledger, reads, candidate_path):
     """Many jobs of one or two tasks in one group: the jobs are read a page at a time."""
     ledger.create_queue("many", execution_mode="LIFO")
     for j in range(30):
@@ -794,7 +802,7 @@ async def test_candidates_across_many_small_jobs_agree_with_the_full_sort(ledger
         assert await reads.models.claim_candidates(["many"], count) == expected, count
 
 
-async def test_candidates_across_many_task_priorities_agree_with_the_full_sort(ledger, reads):
+async def test_candidates_across_many_task_priorities_agree_with_the_full_sort(ledger, reads, candidate_path):
     """A PRIORITY queue whose tasks spread over more priorities than are walked one by one."""
     rng = random.Random(7)
     ledger.create_queue("spread", execution_mode="PRIORITY")
