@@ -161,9 +161,9 @@ def resolve_sort(fields: Mapping[str, Field], sorts: Sequence[Sort] | None) -> l
     return chosen
 
 
+MAX_PRIORITY_LEVELS = 8  # task priorities walked one by one before sorting the rest at once
 # Jobs of one queue and job priority in hand-out order (as the full sort has always put
 # them: LIFO queues newest first, then oldest first, then by id).
-MAX_PRIORITY_LEVELS = 8  # task priorities walked one by one before sorting the rest at once
 JOB_ORDER = "CASE WHEN q.execution_mode = 'LIFO' THEN j.created END DESC, j.created ASC, j.id"
 
 
@@ -285,9 +285,9 @@ class ReadModels:
         first, PRIORITY by task priority then oldest), then task order.
 
         One sort of every queued task would cost a claim time in proportion to the backlog
-        (144 ms at 200,000 queued tasks). From SORT_ALL_BELOW queued tasks on (a count the
-        (status, ...) index gives without reading further), the work goes by groups of equal queue
-        and job priority, best first. In a group of FIFO and LIFO queues the order is job
+        (144 ms at 200,000 queued tasks). From SORT_ALL_BELOW queued tasks on (counted no
+        further on the (status, ...) index), the work goes by groups of equal queue and job
+        priority, best first. In a group of FIFO and LIFO queues the order is job
         by job, so jobs are read in order, a few at a time, each giving its first queued
         tasks from the (job, status, seq) index, until there are enough. In a group of
         PRIORITY queues the same is done for each task priority, highest first (the next
