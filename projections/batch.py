@@ -17,7 +17,7 @@ MAX_PAYLOAD_BYTES = 7800  # PostgreSQL refuses NOTIFY payloads of 8,000 bytes or
 UNKNOWN: Any = object()
 
 
-class TaskMemory:
+class RunnerMemory:
     """What the handlers would otherwise read back for every event: the job of a task
     (which never changes), when its current attempt started, and the queue and status of
     a job.
@@ -56,7 +56,7 @@ class Batch:
     tasks: set[str] = field(default_factory=set)
     types: set[str] = field(default_factory=set)
     dirty_jobs: set[str] = field(default_factory=set)
-    memory: TaskMemory = field(default_factory=TaskMemory)
+    memory: RunnerMemory = field(default_factory=RunnerMemory)
 
     def saw(self, record: Record) -> None:
         self.first = self.first or record.position

@@ -18,7 +18,7 @@ from domain.history import History, Record
 from domain.ledger import Ledger
 from domain.storage import schema_lock
 from projections import jobs, queues, tasks
-from projections.batch import Batch, Handler, TaskMemory
+from projections.batch import Batch, Handler, RunnerMemory
 from projections.feed import Change, ChangeFeed
 from projections.schema import DDL, RUNNER_NAME, TABLES, TRACKING
 from projections.stores import ReadStore, Tx
@@ -68,7 +68,7 @@ class ProjectionRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.memory = TaskMemory()
+        self.memory = RunnerMemory()
         self._applied_to = -1  # where this runner's last batch ended (its memory is of up to there)
 
     # -- tables ----------------------------------------------------------------
