@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
+import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -115,12 +118,35 @@ def schema_lock(config: StoreConfig) -> Iterator[None]:
 
 
 def ensure_schema(config: StoreConfig) -> None:
-    """Create the PostgreSQL schema named in the URL, if it is missing."""
+    """Create the PostgreSQL schema named in the URL, if it is missing; put an SQLite file
+    in WAL mode."""
+    if config.backend == "sqlite":
+        _enable_wal(config.env["SQLITE_DBNAME"])
+        return
     schema = config.env.get("POSTGRES_SCHEMA", "public")
-    if config.backend != "postgres" or schema == "public":
+    if schema == "public":
         return
     with connect(config) as conn:
         conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
+
+
+def _enable_wal(path: str) -> None:
+    """Switch a new SQLite file to WAL mode before eventsourcing opens it. The switch needs
+    the file to itself and SQLite's busy timeout does not cover it, so instances opening a
+    new file at the same moment failed with "database is locked" when eventsourcing's
+    connections switched; once the file is in WAL mode, their switch changes nothing."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
 
 
 class GapFreePostgresApplicationRecorder(PostgresApplicationRecorder):
