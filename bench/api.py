@@ -9,24 +9,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import websockets
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.databases import fresh_postgres  # noqa: E402
 from tests.api.conftest import start_server, stop_server  # noqa: E402
 
-ADMIN_URL = os.environ.get("JOBLEDGER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 JOBS_QUERY = "{ jobs(first: 50) { totalCount nodes { id code status priority progress size queue { code } } } }"
 CREATE_JOB = """mutation($i: Int!) { createJob(input: {code: "bench", priority: $i, destination: "/out",
   tasks: [{source: "/in/a.mov", size: 100}, {source: "/in/b.mov", size: 200}, {source: "/in/c.mov", size: 300}]})
@@ -169,15 +166,8 @@ def main() -> None:
         if args.store in ("sqlite", "both"):
             results["SQLite"] = asyncio.run(bench_store("sqlite", f"sqlite:///{tmp}/bench.db", args, f"{tmp}/s.log"))
         if args.store in ("postgres", "both"):
-            database = f"jobledger_bench_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-                admin.execute(f'CREATE DATABASE "{database}"')
-            try:
-                url = ADMIN_URL.rsplit("/", 1)[0] + f"/{database}"
+            with fresh_postgres() as url:
                 results["PostgreSQL"] = asyncio.run(bench_store("postgres", url, args, f"{tmp}/p.log"))
-            finally:
-                with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-                    admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     stores = list(results)
     print(f"\n{'':22}" + "".join(f"{s:>14}" for s in stores))
     for key in next(iter(results.values())):

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,17 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from eventsourcing.persistence import IntegrityError, Recording
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.databases import fresh_postgres  # noqa: E402
 from domain.errors import ConflictError  # noqa: E402
 from domain.history import History  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
 
-ADMIN_URL = os.environ.get("JOBLEDGER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 STORE_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 ACTOR = "bench"
 CLIENT_ATTEMPTS = 20  # a thread tries a command again when the ledger gives up with ConflictError
@@ -129,21 +126,9 @@ def sqlite_store() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def postgres_store() -> Iterator[str]:
-    database = f"jobledger_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{database}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-
-
-@contextlib.contextmanager
 def open_ledger(store: str) -> Iterator[CountingLedger]:
     """A Ledger on a fresh, empty store that is removed afterwards."""
-    with sqlite_store() if store == "sqlite" else postgres_store() as url:
+    with sqlite_store() if store == "sqlite" else fresh_postgres() as url:
         ledger = CountingLedger(url)
         try:
             yield ledger

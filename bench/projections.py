@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import threading
@@ -38,6 +37,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.databases import fresh_postgres  # noqa: E402
 from domain.ledger import Ledger, Written  # noqa: E402
 from domain.storage import parse_database_url  # noqa: E402
 from projections import batch as batch_module  # noqa: E402
@@ -47,7 +47,6 @@ from projections.runner import ProjectionRunner  # noqa: E402
 from projections.service import ReadSide  # noqa: E402
 from projections.stores import ReadStore, Row, open_read_store  # noqa: E402
 
-ADMIN_URL = os.environ.get("JOBLEDGER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TASKS = ["/in/a.mov", "/in/b.mov", "/in/c.mov"]
 EVENTS_PER_JOB = 7  # Job.Created, Queue.JobAdded, 3 x Task.Created, Job.TasksAdded, Job.StatusChanged
 WHERE = "status=running AND priority>=500"
@@ -111,18 +110,6 @@ def work_around_notify_limit() -> str | None:
 def sqlite_database() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="jlbench") as tmp:
         yield f"sqlite:///{tmp}/bench.db"
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    database = f"jobledger_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{database}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 # -- writing -------------------------------------------------------------------
@@ -488,7 +475,7 @@ def main() -> None:
         if note := work_around_notify_limit():
             say(note)
             notes.append(note)
-        with postgres_database() as url:
+        with fresh_postgres() as url:
             results["PostgreSQL"], plans = bench_store("postgres", url, args)
     print_report(results, plans, args)
     for note in notes:

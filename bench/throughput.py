@@ -42,9 +42,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.databases import ADMIN_URL, fresh_postgres  # noqa: E402
 from tests.api.conftest import Server, start_server, stop_server  # noqa: E402
 
-ADMIN_URL = os.environ.get("JOBLEDGER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 STORE_NAMES = {"postgres": "PG", "sqlite": "SQLite"}
 TASKS_PER_JOB = 100
 WORKER_COUNTS = (1, 4)
@@ -125,19 +125,6 @@ class Progress:
 
 
 # -- databases -------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def fresh_postgres(prefix: str) -> Iterator[str]:
-    """A new database on the server of ADMIN_URL, dropped afterwards; yields its URL."""
-    database = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{database}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 def analyze(url: str) -> None:
