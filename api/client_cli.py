@@ -435,11 +435,7 @@ def queue_create(client: Client, args: argparse.Namespace) -> None:
     if args.parent:
         fields["parent"] = args.parent
     created = client.create_queue(args.code, **fields)
-    if args.json:
-        _json(created.to_dict())
-        return None
-    print(f"created queue {created.code} ({created.id})")
-    return None
+    _answer(args, created.to_dict(), f"created queue {created.code} ({created.id})")
 
 
 def queue_update(client: Client, args: argparse.Namespace) -> None:
@@ -454,29 +450,21 @@ def queue_update(client: Client, args: argparse.Namespace) -> None:
 
 def queue_archive(client: Client, args: argparse.Namespace) -> None:
     q = client.archive_queue(args.queue)
-    if args.json:
-        _json(q.to_dict())
-        return None
-    print(f"archived queue {q.code}: it accepts no new jobs; those it has run on")
-    return None
+    _answer(args, q.to_dict(), f"archived queue {q.code}: it accepts no new jobs; those it has run on")
 
 
 def queue_terminate(client: Client, args: argparse.Namespace) -> None:
     q = client.terminate_queue(args.queue)
-    if args.json:
-        _json(q.to_dict())
-        return None
-    print(f"terminated queue {q.code}: its unfinished jobs are aborted")
-    return None
+    _answer(args, q.to_dict(), f"terminated queue {q.code}: its unfinished jobs are aborted")
 
 
 def queue_delete(client: Client, args: argparse.Namespace) -> None:
     deleted = client.delete_queue(args.queue)
-    if args.json:
-        _json({"id": deleted, "deleted": True})
-        return None
-    print(f"deleted queue {args.queue} ({deleted}); its unfinished jobs moved to the default queue")
-    return None
+    _answer(
+        args,
+        {"id": deleted, "deleted": True},
+        f"deleted queue {args.queue} ({deleted}); its unfinished jobs moved to the default queue",
+    )
 
 
 def _parse_tags(items: Sequence[str]) -> dict[str, str]:
@@ -490,21 +478,15 @@ def _parse_tags(items: Sequence[str]) -> dict[str, str]:
 
 
 def queue_tag(client: Client, args: argparse.Namespace) -> None:
-    q = client.add_queue_tags(args.queue, _parse_tags(args.tags))
-    if args.json:
-        _json(q.to_dict())
-        return None
-    print(f"queue {q.code} tags: {_tags(q.tags) or '(none)'}")
-    return None
+    _show_tags(client.add_queue_tags(args.queue, _parse_tags(args.tags)), args)
 
 
 def queue_untag(client: Client, args: argparse.Namespace) -> None:
-    q = client.remove_queue_tags(args.queue, args.keys)
-    if args.json:
-        _json(q.to_dict())
-        return None
-    print(f"queue {q.code} tags: {_tags(q.tags) or '(none)'}")
-    return None
+    _show_tags(client.remove_queue_tags(args.queue, args.keys), args)
+
+
+def _show_tags(q: Queue, args: argparse.Namespace) -> None:
+    _answer(args, q.to_dict(), f"queue {q.code} tags: {_tags(q.tags) or '(none)'}")
 
 
 # -- jobs ---------------------------------------------------------------------------------
@@ -849,6 +831,14 @@ def _where_from(value: Any) -> str:
 
 
 # -- output -------------------------------------------------------------------------------
+
+
+def _answer(args: argparse.Namespace, data: Any, line: str) -> None:
+    """A command's one-line answer, or its data as JSON with --json."""
+    if args.json:
+        _json(data)
+    else:
+        print(line)
 
 
 def _json(value: Any) -> None:
