@@ -189,6 +189,14 @@ class GapFreePostgresApplicationRecorder(PostgresApplicationRecorder):
             .format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
             .as_bytes()
         )
+        self.select_aggregate_positions_statement = (
+            SQL(
+                "SELECT notification_id AS position, originator_id, originator_version, topic, state "
+                "FROM {schema}.{table} WHERE originator_id = %s ORDER BY originator_version"
+            )
+            .format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+            .as_bytes()
+        )
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         """Lock the table (which keeps positions in commit order), then insert. eventsourcing
@@ -222,12 +230,8 @@ def select_aggregate_positions(recorder: Any, backend: Backend, aggregate_id: UU
         with recorder.datastore.transaction(commit=False) as curs:
             curs.execute(sql, (aggregate_id.hex,))  # eventsourcing stores SQLite ids as hex
             return [tuple(row) for row in curs.fetchall()]
-    statement = SQL(
-        "SELECT notification_id AS position, originator_id, originator_version, topic, state "
-        "FROM {schema}.{table} WHERE originator_id = %s ORDER BY originator_version"
-    ).format(schema=Identifier(recorder.datastore.schema), table=Identifier(table))
-    with recorder.datastore.transaction(commit=False) as curs:
-        curs.execute(statement, (aggregate_id,))
+    with recorder.datastore.get_connection() as conn, conn.cursor() as curs:  # autocommit: no BEGIN/ROLLBACK
+        curs.execute(recorder.select_aggregate_positions_statement, (aggregate_id,), prepare=True)
         return [
             (r["position"], r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
             for r in curs.fetchall()
