@@ -28,6 +28,7 @@ class Loaders:
     queue: DataLoader[str, Row | None]
     job: DataLoader[str, Row | None]
     tasks: DataLoader[TaskKey, Page]
+    running: DataLoader[str, int]  # RUNNING jobs per queue id
 
 
 def new_loaders(read: ReadModels) -> Loaders:
@@ -55,7 +56,13 @@ def new_loaders(read: ReadModels) -> Loaders:
                 pages[(job_id, statuses, first, None)] = found[job_id]
         return [pages[k] for k in keys]
 
-    return Loaders(queue=DataLoader(queues), job=DataLoader(jobs), tasks=DataLoader(tasks))
+    async def running(queue_ids: list[str]) -> list[int]:
+        pages = [await read.jobs(phase=None, queue=q, statuses=["RUNNING"], first=0) for q in queue_ids]
+        return [page.total_count for page in pages]
+
+    return Loaders(
+        queue=DataLoader(queues), job=DataLoader(jobs), tasks=DataLoader(tasks), running=DataLoader(running)
+    )
 
 
 def loaders(info: Info[Context, Any]) -> Loaders:

@@ -43,6 +43,7 @@ class CreateQueueInput:
     execution_mode: ExecutionMode | None = queue_domain.ExecutionMode.PRIORITY  # type: ignore[valid-type]
     parent: str | None = MISSING
     max_attempts: int | None = MISSING
+    group: str | None = strawberry.field(default=MISSING, description="owner; default: the caller's only group")
 
 
 @strawberry.input
@@ -146,6 +147,7 @@ class Mutation(WorkMutation):
     @strawberry.mutation
     async def create_queue(self, info: Info[Context, None], input: CreateQueueInput) -> Queue:
         ledger = services(info).ledger
+        queue_domain.check_group(_or(input.group))
         written = await services(info).run(
             ledger.create_queue,
             input.code,

@@ -16,6 +16,7 @@ from domain import job as job_domain
 from domain import queue as queue_domain
 from domain import task as task_domain
 from projections.query import Page
+from projections.reasons import job_reason, task_reason
 
 Long = NewType("Long", int)
 
@@ -76,6 +77,7 @@ class Queue:
     idle_timeout_s: int | None
     execution_mode: ExecutionMode  # type: ignore[valid-type]
     max_attempts: int | None = strawberry.field(description="tries per task before it fails; null: 3")
+    group: str = strawberry.field(description="code of the group that owns it")
     total_jobs: int
     successful_jobs: int
     failed_jobs: int
@@ -103,6 +105,7 @@ class Queue:
             idle_timeout_s=row["idle_timeout_s"],
             execution_mode=queue_domain.ExecutionMode(row["execution_mode"]),
             max_attempts=row["max_attempts"],
+            group=row.get("group") or queue_domain.BUILTIN_GROUP,
             total_jobs=row["total_jobs"],
             successful_jobs=row["successful_jobs"],
             failed_jobs=row["failed_jobs"],
@@ -153,6 +156,7 @@ class Job:
     user: str | None
     modifier: str | None
     queue_id: strawberry.Private[str]
+    row: strawberry.Private[dict[str, Any]]
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -176,7 +180,18 @@ class Job:
             user=row["user"],
             modifier=row["modifier"],
             queue_id=row["queue_id"],
+            row=row,
         )
+
+    @strawberry.field(description="while it waits or is held: why, in words")
+    async def reason(self, info: Info[Context, None]) -> str | None:
+        if self.row["status"] not in ("INIT", "PENDING", "PAUSED", "WAITING", "RUNNING"):
+            return None
+        queue = await loaders(info).queue.load(self.queue_id)
+        running = None
+        if self.row["status"] == "WAITING" and queue is not None and queue["max_concurrency"] is not None:
+            running = await loaders(info).running.load(self.queue_id)
+        return job_reason(self.row, queue, running)
 
     @strawberry.field(description='"<queue uri>" the job sits in')
     async def uri(self, info: Info[Context, None]) -> str:
@@ -230,6 +245,7 @@ class Task:
     finished: datetime | None
     time: Long | None  # type: ignore[valid-type]
     job_id: strawberry.Private[str]
+    row: strawberry.Private[dict[str, Any]]
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Task:
@@ -251,7 +267,16 @@ class Task:
             finished=row["finished"],
             time=row["time"],
             job_id=row["job_id"],
+            row=row,
         )
+
+    @strawberry.field(description="while it waits or is held: why, in words")
+    async def reason(self, info: Info[Context, None]) -> str | None:
+        if self.row["status"] not in ("PENDING", "ONHOLD", "EXCLUDED", "QUEUED"):
+            return None
+        job = await loaders(info).job.load(self.job_id)
+        queue = await loaders(info).queue.load(job["queue_id"]) if job is not None else None
+        return task_reason(self.row, job, queue)
 
     @strawberry.field
     async def job(self, info: Info[Context, None]) -> Job:

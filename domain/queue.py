@@ -13,6 +13,17 @@ from domain.base import LedgerAggregate
 from domain.errors import ConflictError, NotFoundError
 
 
+# Until groups own queues (access control), every queue belongs to this one group.
+BUILTIN_GROUP = "everyone"
+
+
+def check_group(group: str | None) -> str:
+    """The owner of a new queue: only the built-in group exists for now."""
+    if group is None or group == BUILTIN_GROUP:
+        return BUILTIN_GROUP
+    raise NotFoundError("Group", group)
+
+
 class QueueStatus(StrEnum):
     WAITING = "WAITING"
     DISABLED = "DISABLED"  # every job in it is on hold
