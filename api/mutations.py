@@ -25,10 +25,6 @@ def given(value: Any) -> Any:
     return UNSET if value is strawberry.UNSET else value
 
 
-def _str(value: Any) -> Any:
-    return str(value) if value is not None and value is not strawberry.UNSET else given(value)
-
-
 @strawberry.input
 class CreateQueueInput:
     code: str

@@ -7,26 +7,24 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from api.context import Context, services
+from api.context import Context
+from api.event_pages import read_events
 from api.types import (
-    Event,
     EventConnection,
     Job,
     JobConnection,
     JobPhase,
     Long,
-    PageInfo,
     Queue,
     QueueConnection,
     SortDirective,
     SortOrder,
     Task,
     TaskConnection,
+    connection,
 )
-from domain.errors import ValidationError
-from domain.history import History
 from domain.job import JobPhase as DomainJobPhase
-from projections.query import Sort, check_first
+from projections.query import Sort
 
 
 def wants_total(info: Info[Context, Any]) -> bool:
@@ -48,35 +46,6 @@ def sorts(order_by: list[SortDirective] | None) -> list[Sort] | None:
 def _opt(value: Any) -> Any:
     """strawberry.UNSET and None both mean 'not given' for optional query arguments."""
     return value if value else None
-
-
-async def event_page(
-    info: Info[Context, Any],
-    *,
-    aggregate_id: str | None = None,
-    job_id: str | None = None,
-    types: list[str] | None = None,
-    after: int = 0,
-    first: int = 100,
-) -> EventConnection:
-    check_first(first)
-    if after < 0:
-        raise ValidationError("after", "must be a position, 0 or more")
-    history = History(services(info).ledger)
-    if aggregate_id or job_id:
-        history.topics_for(types)  # validates the names
-        if job_id:
-            records = await services(info).call(history.of_job, job_id)
-        else:
-            records = await services(info).call(history.of_aggregate, aggregate_id)
-        records = [r for r in records if r.position > after and (not types or r.type in types)][: first + 1]
-    else:
-        records = await services(info).call(history.read, after, first + 1, types)
-    shown = records[:first]
-    return EventConnection(
-        nodes=[Event.from_record(r) for r in shown],
-        page_info=PageInfo(has_next_page=len(records) > first, end_cursor=str(shown[-1].position) if shown else None),
-    )
 
 
 @strawberry.type
@@ -109,7 +78,7 @@ class Query:
             after=_opt(after),
             with_total=wants_total(info),
         )
-        return QueueConnection.from_page(page)
+        return connection(page, Queue.from_row)
 
     @strawberry.field
     async def job(self, info: Info[Context, None], id: strawberry.ID) -> Job | None:
@@ -136,7 +105,7 @@ class Query:
             after=_opt(after),
             with_total=wants_total(info),
         )
-        return JobConnection.from_page(page)
+        return connection(page, Job.from_row)
 
     @strawberry.field
     async def task(self, info: Info[Context, None], id: strawberry.ID) -> Task | None:
@@ -159,7 +128,7 @@ class Query:
             after=_opt(after),
             with_total=wants_total(info),
         )
-        return TaskConnection.from_page(page)
+        return connection(page, Task.from_row)
 
     @strawberry.field
     async def events(
@@ -170,10 +139,8 @@ class Query:
         after: Long | None = strawberry.UNSET,  # type: ignore[valid-type]
         first: int | None = 100,
     ) -> EventConnection:
-        return await event_page(
-            info,
-            aggregate_id=_opt(aggregate_id),
-            types=_opt(types),
-            after=after or 0,
-            first=100 if first is None else first,
+        size = 100 if first is None else first
+        records = await read_events(
+            info, aggregate_id=_opt(aggregate_id), types=_opt(types), after=after or 0, first=size
         )
+        return EventConnection.of(records, size)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
-from typing import Any, NewType
+from typing import Any, Generic, NewType, TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from api.context import Context, loaders
+from api.event_pages import read_events
 from domain import job as job_domain
 from domain import queue as queue_domain
 from domain import task as task_domain
@@ -132,7 +134,7 @@ class Queue:
             first=_first(first, 50),
             after=after or None,
         )
-        return JobConnection.from_page(page)
+        return connection(page, Job.from_row)
 
 
 @strawberry.type
@@ -212,7 +214,7 @@ class Job:
         after: str | None = strawberry.UNSET,
     ) -> TaskConnection:
         key = (str(self.id), tuple(str(s) for s in status or ()), _first(first, 100), after or None)
-        return TaskConnection.from_page(await loaders(info).tasks.load(key))
+        return connection(await loaders(info).tasks.load(key), Task.from_row)
 
     @strawberry.field(description="its own history and its tasks', oldest first")
     async def events(
@@ -221,9 +223,8 @@ class Job:
         first: int | None = 100,
         after: Long | None = strawberry.UNSET,  # type: ignore[valid-type]
     ) -> EventConnection:
-        from api.queries import event_page
-
-        return await event_page(info, job_id=str(self.id), after=after or 0, first=_first(first, 100))
+        size = _first(first, 100)
+        return EventConnection.of(await read_events(info, job_id=str(self.id), after=after or 0, first=size), size)
 
 
 @strawberry.type
@@ -309,55 +310,47 @@ class Event:
         )
 
 
-@strawberry.type
-class QueueConnection:
-    nodes: list[Queue]
-    page_info: PageInfo
-    total_count: int
-
-    @classmethod
-    def from_page(cls, page: Page) -> QueueConnection:
-        return cls(
-            nodes=[Queue.from_row(r) for r in page.nodes],
-            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
-            total_count=page.total_count,
-        )
+N = TypeVar("N")
 
 
 @strawberry.type
-class JobConnection:
-    nodes: list[Job]
+class Connection(Generic[N]):
+    """A page of nodes; strawberry names each use after its node type (`JobConnection`)."""
+
+    nodes: list[N]
     page_info: PageInfo
     total_count: int
 
-    @classmethod
-    def from_page(cls, page: Page) -> JobConnection:
-        return cls(
-            nodes=[Job.from_row(r) for r in page.nodes],
-            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
-            total_count=page.total_count,
-        )
+
+QueueConnection = Connection[Queue]
+JobConnection = Connection[Job]
+TaskConnection = Connection[Task]
 
 
-@strawberry.type
-class TaskConnection:
-    nodes: list[Task]
-    page_info: PageInfo
-    total_count: int
-
-    @classmethod
-    def from_page(cls, page: Page) -> TaskConnection:
-        return cls(
-            nodes=[Task.from_row(r) for r in page.nodes],
-            page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
-            total_count=page.total_count,
-        )
+def connection(page: Page, node: Callable[[dict[str, Any]], N]) -> Connection[N]:
+    """The GraphQL page of a read-model page, each row made a node by `node`."""
+    return Connection(
+        nodes=[node(r) for r in page.nodes],
+        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
+        total_count=page.total_count,
+    )
 
 
 @strawberry.type
 class EventConnection:
     nodes: list[Event]
     page_info: PageInfo
+
+    @classmethod
+    def of(cls, records: list[Any], first: int) -> EventConnection:
+        """`records` holds up to `first` + 1 events: one more tells that a next page exists."""
+        shown = records[:first]
+        return cls(
+            nodes=[Event.from_record(r) for r in shown],
+            page_info=PageInfo(
+                has_next_page=len(records) > first, end_cursor=str(shown[-1].position) if shown else None
+            ),
+        )
 
 
 @strawberry.input

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -136,7 +136,6 @@ class Page:
     has_next_page: bool
     end_cursor: str | None
     total_count: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def check_first(first: int) -> int:
