@@ -10,8 +10,8 @@ from strawberry.types import Info
 
 from api.context import Context, actor, services
 from api.types import Long, Task, TaskLease
-from domain.dispatch import task_id_of
-from domain.errors import ConflictError, ValidationError
+from domain.dispatch import check_claim, task_id_of
+from domain.errors import ConflictError
 
 CLAIM_ROUNDS = 3
 
@@ -39,11 +39,9 @@ class WorkMutation:
         lease_seconds: int | None = 60,
     ) -> list[TaskLease]:
         svc = services(info)
-        if not worker.strip():
-            raise ValidationError("worker", "name the worker (any non-empty string)")
         limit = 1 if limit is None else limit
-        if not 1 <= limit <= 500:
-            raise ValidationError("limit", "claim 1 to 500 tasks at a time")
+        lease_seconds = 60 if lease_seconds is None else lease_seconds
+        check_claim(worker, limit, lease_seconds)  # also when no task is there to claim
         leases: list[str] = []
         for _ in range(CLAIM_ROUNDS):  # candidates others took first cost another round
             wanted = limit - len(leases)
@@ -55,7 +53,7 @@ class WorkMutation:
                 worker,
                 candidates,
                 limit=wanted,
-                lease_seconds=60 if lease_seconds is None else lease_seconds,
+                lease_seconds=lease_seconds,
                 actor=actor(info) or worker,
             )
             leases += written.ids

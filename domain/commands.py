@@ -14,6 +14,8 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.base import acting_as
 from domain.errors import ConflictError
+from domain.limits import MAX_NAME
+from domain.rules import check_optional_string
 from domain.unit_of_work import UnitOfWork, remember
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ def command(fn: Callable[..., list[str]]) -> Callable[..., Written]:
 
     @functools.wraps(fn)
     def run(self: Ledger, *args: Any, actor: str | None = None, **kwargs: Any) -> Written:
+        check_optional_string("actor", actor, MAX_NAME)  # recorded on every event it writes
         with acting_as(actor):
             written = _attempt(self, fn, args, kwargs)
             if written is not None:

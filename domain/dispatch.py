@@ -18,7 +18,17 @@ from uuid import UUID
 from domain.commands import Written, command
 from domain.errors import ConflictError, NotFoundError, ValidationError
 from domain.job import DEFAULT_MAX_ATTEMPTS, Job, JobStatus
+from domain.limits import (
+    MAX_BYTES,
+    MAX_CLAIM,
+    MAX_ERROR_TEXT,
+    MAX_LEASE_SECONDS,
+    MAX_NAME,
+    MAX_SPEED,
+    MIN_LEASE_SECONDS,
+)
 from domain.queue import Queue
+from domain.rules import UNSTORABLE, check_json, check_number, check_string
 from domain.task import IN_FLIGHT, Task, TaskStatus
 from domain.unit_of_work import UnitOfWork
 
@@ -43,7 +53,43 @@ def in_turn(fn: Callable[..., Written]) -> Callable[..., Written]:
 
 
 DISPATCHABLE = frozenset({JobStatus.WAITING, JobStatus.RUNNING})
-MAX_LEASE_SECONDS = 24 * 3600
+
+
+def check_claim(worker: object, limit: object, lease_seconds: object) -> None:
+    """A claim's worker name, number of tasks and lease time are within their limits.
+    The API checks a claim before it looks for candidates, so that a claim that finds
+    nothing is refused all the same."""
+    check_string("worker", worker, MAX_NAME, blank=False)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CLAIM:
+        raise ValidationError("limit", f"claim 1 to {MAX_CLAIM} tasks at a time (got {limit!r:.40})")
+    if (
+        isinstance(lease_seconds, bool)
+        or not isinstance(lease_seconds, int)
+        or not MIN_LEASE_SECONDS <= lease_seconds <= MAX_LEASE_SECONDS
+    ):
+        raise ValidationError(
+            "leaseSeconds",
+            f"a lease lasts {MIN_LEASE_SECONDS} to {MAX_LEASE_SECONDS} seconds (got {lease_seconds!r:.40})",
+        )
+
+
+def error_text(error: object) -> str:
+    """A worker's failure text as it is kept: what no store can hold (NUL, unpaired
+    surrogates: a crashed program's output may have them) becomes U+FFFD, and beyond
+    MAX_ERROR_TEXT characters it is cut in the middle, with a note (the head says what
+    failed, the tail holds the last lines of output), so a failure report is never refused."""
+    if not isinstance(error, str):
+        raise ValidationError("error", "say what went wrong")
+    error = UNSTORABLE.sub("\ufffd", error)
+    if len(error) <= MAX_ERROR_TEXT:
+        return error
+
+    def note(cut: int) -> str:
+        return f"\n[… {cut} of {len(error)} characters cut here; at most {MAX_ERROR_TEXT} are kept …]\n"
+
+    kept = MAX_ERROR_TEXT - len(note(len(error)))  # the note never grows longer than this
+    head = kept // 2
+    return error[:head] + note(len(error) - kept) + error[len(error) - (kept - head) :]
 
 
 def task_id_of(lease_id: str) -> str:
@@ -89,12 +135,7 @@ class Dispatch:
     ) -> list[str]:
         """Lease up to `limit` of the candidate tasks (in their order) that may run now;
         answers with the lease ids."""
-        if not isinstance(worker, str) or not worker.strip():
-            raise ValidationError("worker", "name the worker (any non-empty string)")
-        if not isinstance(limit, int) or not 1 <= limit <= 500:
-            raise ValidationError("limit", "claim 1 to 500 tasks at a time")
-        if not isinstance(lease_seconds, int) or not 1 <= lease_seconds <= MAX_LEASE_SECONDS:
-            raise ValidationError("leaseSeconds", f"a lease lasts 1 to {MAX_LEASE_SECONDS} seconds")
+        check_claim(worker, limit, lease_seconds)
         leases: list[str] = []
         notes: dict[str, tuple[Job, dict[str, str]]] = {}
         fetched = 0
@@ -154,12 +195,16 @@ class Dispatch:
         now: datetime | None = None,
     ) -> list[str]:
         """Renew the lease and report progress (0..100), bytes done and speed (MB/s)."""
-        if progress is not None and (isinstance(progress, bool) or not 0 <= progress <= 100):
-            raise ValidationError("progress", "must be 0 to 100")
-        if bytes_done is not None and bytes_done < 0:
-            raise ValidationError("bytesDone", "must be 0 or more")
-        if speed is not None and speed < 0:
-            raise ValidationError("speed", "must be 0 or more (MB/s)")
+        if progress is not None and (
+            isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100
+        ):
+            raise ValidationError("progress", f"must be a whole number from 0 to 100 (got {progress!r:.40})")
+        if bytes_done is not None and (
+            isinstance(bytes_done, bool) or not isinstance(bytes_done, int) or not 0 <= bytes_done <= MAX_BYTES
+        ):
+            raise ValidationError("bytesDone", f"must be a number of bytes from 0 to {MAX_BYTES}")
+        if speed is not None:
+            check_number("speed", speed, 0, MAX_SPEED)
         task, _ = self._leased(uow, lease_id, _now(now))
         task.renew(str(lease_id), _now(now), progress, bytes_done, speed)
         return [str(lease_id)]
@@ -169,6 +214,7 @@ class Dispatch:
     def complete_task(
         self: Ledger, uow: UnitOfWork, lease_id: str, result: Any = None, now: datetime | None = None
     ) -> list[str]:
+        result = check_json("result", result)
         task, job = self._leased(uow, lease_id, _now(now))
         task.complete(str(lease_id), _now(now), result)
         job.note_task_status(str(task.id), str(task.status))
@@ -182,6 +228,9 @@ class Dispatch:
     ) -> list[str]:
         """Complete many leases in one atomic save (workers finishing small tasks in bulk).
         Any lease that is no longer live refuses the whole batch with CONFLICT."""
+        if not isinstance(completions, list) or len(completions) > MAX_CLAIM:
+            raise ValidationError("completions", f"complete at most {MAX_CLAIM} leases at a time")
+        completions = [(lease, check_json(f"completions[{i}].result", r)) for i, (lease, r) in enumerate(completions)]
         uow.prefetch(Task, [task_id_of(lease_id) for lease_id, _ in completions], _job_and_queue)
         done: list[str] = []
         notes: dict[str, tuple[Job, dict[str, str]]] = {}
@@ -206,11 +255,10 @@ class Dispatch:
         now: datetime | None = None,
     ) -> list[str]:
         """The attempt failed: queue the task again, or fail it for good after maxAttempts."""
-        if not isinstance(error, str):
-            raise ValidationError("error", "say what went wrong")
+        error = error_text(error)
         task, job = self._leased(uow, lease_id, _now(now))
         final = not retry or task.attempts >= self.max_attempts(uow, job)
-        task.fail_attempt(str(lease_id), error[:10_000], final=final)
+        task.fail_attempt(str(lease_id), error, final=final)
         job.note_task_status(str(task.id), str(task.status))
         self._settle(uow, job)
         return [str(task.id)]

@@ -24,9 +24,10 @@ class NotFoundError(LedgerError):
     code = "NOT_FOUND"
 
     def __init__(self, kind: str, key: object) -> None:
-        super().__init__(f"{kind} {key} does not exist")
+        shown = str(key) if len(str(key)) <= 100 else str(key)[:100] + "…"  # never echo megabytes
+        super().__init__(f"{kind} {shown} does not exist")
         self.kind = kind
-        self.key = str(key)
+        self.key = shown
 
     @property
     def details(self) -> dict[str, object]:

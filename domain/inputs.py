@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.errors import ValidationError
-from domain.rules import check_json_object, check_priority
+from domain.limits import MAX_BYTES, MAX_JOB_CODE, MAX_TASKS_PER_CALL
+from domain.rules import check_json_object, check_priority, check_string, shown
 from domain.task import DEFAULT_TASK_PRIORITY, location_path, normalise_location
-
-MAX_JOB_CODE_LENGTH = 255
-MAX_TASKS_PER_CALL = 10_000
 
 
 @dataclass(frozen=True)
@@ -30,7 +28,9 @@ def task_specs(field: str, tasks: object) -> list[TaskSpec]:
     if not isinstance(tasks, list):
         raise ValidationError(field, "must be a list of tasks")
     if len(tasks) > MAX_TASKS_PER_CALL:
-        raise ValidationError(field, f"at most {MAX_TASKS_PER_CALL} tasks per call; send the rest in another")
+        raise ValidationError(
+            field, f"at most {MAX_TASKS_PER_CALL} tasks per call (got {len(tasks)}); send the rest in another"
+        )
     return [task_spec(f"{field}[{i}]", t) for i, t in enumerate(tasks)]
 
 
@@ -41,15 +41,15 @@ def task_spec(field: str, value: object) -> TaskSpec:
         raise ValidationError(field, "must be a path or an object with a 'source'")
     unknown = set(value) - {"source", "destination", "size", "priority", "metadata"}
     if unknown:
-        raise ValidationError(field, f"unknown field(s): {', '.join(sorted(unknown))}")
+        raise ValidationError(field, f"unknown field(s): {shown(', '.join(sorted(map(str, unknown))))}")
     source = normalise_location(f"{field}.source", value.get("source"), optional=False)
     assert source is not None
     destination = normalise_location(f"{field}.destination", value.get("destination"), optional=True)
     size = value.get("size")
     if size is None:
         size = -1
-    elif isinstance(size, bool) or not isinstance(size, int) or size < -1:
-        raise ValidationError(f"{field}.size", "must be a number of bytes (0 or more), or null if unknown")
+    elif isinstance(size, bool) or not isinstance(size, int) or not -1 <= size <= MAX_BYTES:
+        raise ValidationError(f"{field}.size", f"must be a number of bytes (0 to {MAX_BYTES}), or null if unknown")
     priority = value.get("priority")
     priority = DEFAULT_TASK_PRIORITY if priority is None else check_priority(f"{field}.priority", priority)
     assert priority is not None
@@ -62,14 +62,12 @@ def job_code(code: object, source: str | None, specs: list[TaskSpec]) -> str:
     if code is not None:
         if not isinstance(code, str) or not code.strip():
             raise ValidationError("code", "must be a non-empty string, or left out to derive it")
-        if len(code) > MAX_JOB_CODE_LENGTH:
-            raise ValidationError("code", f"must be at most {MAX_JOB_CODE_LENGTH} characters")
-        return code
+        return check_string("code", code, MAX_JOB_CODE)
     path = location_path(specs[0].source) if specs else source
     name = file_name(path) if path else ""
     if not name:
         raise ValidationError("code", "give a code, or at least one task (or a source) to name the job after")
-    return name[:MAX_JOB_CODE_LENGTH]
+    return name[:MAX_JOB_CODE]
 
 
 def file_name(path: str) -> str:

@@ -9,7 +9,7 @@ from eventsourcing.domain import event
 
 from domain.base import LedgerAggregate
 from domain.errors import ConflictError, InvalidTransitionError, NotFoundError
-from domain.task import IN_FLIGHT, TaskStatus
+from domain.task import IN_FLIGHT, TaskStatus, stored_key
 
 
 class JobPhase(StrEnum):
@@ -111,11 +111,13 @@ class Job(LedgerAggregate):
             return -1
         return sum(sizes)
 
-    def task_with_key(self, key: str) -> str | None:
+    def task_ids_by_key(self) -> dict[str, str]:
+        """Its tasks' ids by identity key (see `domain.task.identity_key`): built once by a
+        command that adds many tasks, which then looks each one up in constant time."""
+        index: dict[str, str] = {}
         for task_id, tally in self.tasks.items():
-            if tally["key"] == key:
-                return task_id
-        return None
+            index.setdefault(stored_key(tally["key"]), task_id)
+        return index
 
     def settled_status(self) -> JobStatus | None:
         """The status the tasks call for, if it differs from the current one."""

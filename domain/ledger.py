@@ -17,16 +17,27 @@ from domain.errors import ConflictError, LedgerError, NotFoundError, ValidationE
 from domain.inputs import TaskSpec, job_code, task_specs
 from domain.job import CREATABLE, DEFAULT_MAX_ATTEMPTS, FINISHED, Job, JobPhase, JobStatus
 from domain.job import UPDATABLE as JOB_UPDATABLE
+from domain.limits import (
+    MAX_ATTEMPTS,
+    MAX_CONCURRENCY,
+    MAX_DESCRIPTION,
+    MAX_IDLE_TIMEOUT_S,
+    MAX_NAME,
+    MAX_PATH,
+    MAX_TAGS,
+    MAX_TASKS_PER_CALL,
+)
 from domain.queue import REGISTRY_ID, ExecutionMode, Queue, QueueRegistry, QueueState, QueueStatus, members
 from domain.rules import (
     UNSET,
     check_code,
     check_enum,
     check_json_object,
+    check_optional_string,
     check_positive,
     check_priority,
+    check_string,
     check_tags,
-    check_text,
 )
 from domain.storage import (
     StoreConfig,
@@ -118,6 +129,7 @@ class Ledger(Dispatch, Application[Any]):
             return uow.get(Queue, registry.default_queue_id)
         if not isinstance(ref, str) or not ref:
             raise ValidationError("queue", "must be a queue code or id")
+        check_string("queue", ref, MAX_NAME)
         queue_id = registry.queue_id_for(ref)
         if queue_id is not None:
             return uow.get(Queue, queue_id)
@@ -168,13 +180,13 @@ class Ledger(Dispatch, Application[Any]):
                 uri=f"{parent_queue.uri}/{code}" if parent_queue else code,
                 priority=check_priority("priority", priority),
                 status=check_enum("status", QueueStatus, status),
-                description=check_text("description", description, optional=False),
+                description=check_string("description", description, MAX_DESCRIPTION),
                 metadata=check_json_object("metadata", metadata),
                 tags=check_tags("tags", tags),
-                max_concurrency=check_positive("maxConcurrency", max_concurrency),
-                idle_timeout_s=check_positive("idleTimeoutS", idle_timeout_s, allow_zero=True),
+                max_concurrency=check_positive("maxConcurrency", max_concurrency, most=MAX_CONCURRENCY),
+                idle_timeout_s=check_positive("idleTimeoutS", idle_timeout_s, most=MAX_IDLE_TIMEOUT_S, allow_zero=True),
                 execution_mode=check_enum("executionMode", ExecutionMode, execution_mode),
-                max_attempts=check_positive("maxAttempts", max_attempts),
+                max_attempts=check_positive("maxAttempts", max_attempts, most=MAX_ATTEMPTS),
                 parent_id=str(parent_queue.id) if parent_queue else None,
             )
         )
@@ -295,6 +307,7 @@ class Ledger(Dispatch, Application[Any]):
     def add_queue_tags(self, uow: UnitOfWork, queue_id: str, tags: dict[str, str]) -> list[str]:
         queue = uow.get(Queue, queue_id)
         checked = check_tags("tags", tags)
+        queue.check_room_for_tags(checked)
         if any(queue.tags.get(k) != v for k, v in checked.items()):
             queue.add_tags(checked)
         return [str(queue.id)]
@@ -304,6 +317,8 @@ class Ledger(Dispatch, Application[Any]):
         queue = uow.get(Queue, queue_id)
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise ValidationError("keys", "must be a list of tag keys")
+        if len(keys) > MAX_TAGS:
+            raise ValidationError("keys", f"at most {MAX_TAGS} tag keys (got {len(keys)})")
         present = [k for k in keys if k in queue.tags]
         if present:
             queue.remove_tags(present)
@@ -330,18 +345,19 @@ class Ledger(Dispatch, Application[Any]):
         initial = check_enum("status", JobStatus, status or "INIT")
         if initial not in CREATABLE:
             raise ValidationError("status", f"a new job may start as {', '.join(sorted(CREATABLE))}")
+        source = check_optional_string("source", source, MAX_PATH)
         target = self._queue(uow, queue)
         target.check_accepts_jobs()
         job = uow.add(
             Job(
-                code=job_code(code, check_text("source", source), specs),
+                code=job_code(code, source, specs),
                 queue_id=str(target.id),
                 status=initial,
                 priority=check_priority("priority", priority, optional=True),
                 source=source,
-                destination=check_text("destination", destination),
+                destination=check_optional_string("destination", destination, MAX_PATH),
                 metadata=check_json_object("metadata", metadata),
-                max_attempts=check_positive("maxAttempts", max_attempts),
+                max_attempts=check_positive("maxAttempts", max_attempts, most=MAX_ATTEMPTS),
             )
         )
         target.add_job(str(job.id), "created")
@@ -373,8 +389,12 @@ class Ledger(Dispatch, Application[Any]):
             for name, value in {
                 "priority": priority if priority is UNSET else check_priority("priority", priority, optional=True),
                 "metadata": metadata if metadata is UNSET else check_json_object("metadata", metadata),
-                "destination": destination if destination is UNSET else check_text("destination", destination),
-                "max_attempts": max_attempts if max_attempts is UNSET else check_positive("maxAttempts", max_attempts),
+                "destination": destination
+                if destination is UNSET
+                else check_optional_string("destination", destination, MAX_PATH),
+                "max_attempts": max_attempts
+                if max_attempts is UNSET
+                else check_positive("maxAttempts", max_attempts, most=MAX_ATTEMPTS),
             }.items()
             if value is not UNSET and getattr(job, name) != value
         }
@@ -502,10 +522,11 @@ class Ledger(Dispatch, Application[Any]):
 
     def _add_tasks(self, uow: UnitOfWork, job: Job, specs: list[TaskSpec], *, allow_duplicates: bool) -> list[str]:
         ids: list[str] = []
-        new: list[Task] = []
+        new: list[tuple[Task, str]] = []
+        known = job.task_ids_by_key()  # the job's tasks and, as they are made, the new ones
         for index, spec in enumerate(specs):
             key = identity_key(spec.source, spec.destination)
-            existing = job.task_with_key(key) or next((str(t.id) for t in new if t.key == key), None)
+            existing = known.get(key)
             if existing is not None:
                 if not allow_duplicates:
                     raise ConflictError(
@@ -528,11 +549,12 @@ class Ledger(Dispatch, Application[Any]):
                     status=TaskStatus.PENDING if pending else TaskStatus.QUEUED,
                 )
             )
-            new.append(task)
+            known[key] = str(task.id)
+            new.append((task, key))
             ids.append(str(task.id))
         if new:
             job.add_tasks(
-                [{"id": str(t.id), "uri": t.uri, "key": t.key, "size": t.size, "status": str(t.status)} for t in new]
+                [{"id": str(t.id), "uri": t.uri, "key": key, "size": t.size, "status": str(t.status)} for t, key in new]
             )
         return ids
 
@@ -571,6 +593,8 @@ class Ledger(Dispatch, Application[Any]):
         job = uow.get(Job, job_id)
         if not isinstance(updates, list) or not updates:
             raise ValidationError("tasks", "give at least one task update")
+        if len(updates) > MAX_TASKS_PER_CALL:
+            raise ValidationError("tasks", f"at most {MAX_TASKS_PER_CALL} task updates per call (got {len(updates)})")
         planned: list[tuple[Task, TaskStatus | None, dict[str, Any]]] = []
         seen: set[str] = set()
         for index, update in enumerate(updates):
@@ -647,12 +671,12 @@ def _new_queue(code: str, *, default: bool = False, **fields: Any) -> Queue:
 Queue_UPDATE_CHECKS: dict[str, Callable[[Any], Any]] = {
     "priority": lambda v: check_priority("priority", v),
     "status": lambda v: check_enum("status", QueueStatus, v),
-    "description": lambda v: check_text("description", v, optional=False),
+    "description": lambda v: check_string("description", v, MAX_DESCRIPTION),
     "metadata": lambda v: check_json_object("metadata", v),
-    "max_concurrency": lambda v: check_positive("maxConcurrency", v),
-    "idle_timeout_s": lambda v: check_positive("idleTimeoutS", v, allow_zero=True),
+    "max_concurrency": lambda v: check_positive("maxConcurrency", v, most=MAX_CONCURRENCY),
+    "idle_timeout_s": lambda v: check_positive("idleTimeoutS", v, most=MAX_IDLE_TIMEOUT_S, allow_zero=True),
     "execution_mode": lambda v: check_enum("executionMode", ExecutionMode, v),
-    "max_attempts": lambda v: check_positive("maxAttempts", v),
+    "max_attempts": lambda v: check_positive("maxAttempts", v, most=MAX_ATTEMPTS),
 }
 
 __all__ = ["DEFAULT_MAX_ATTEMPTS", "Ledger", "Written"]

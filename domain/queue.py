@@ -10,8 +10,9 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import event
 
 from domain.base import LedgerAggregate
-from domain.errors import ConflictError, NotFoundError
-
+from domain.errors import ConflictError, NotFoundError, ValidationError
+from domain.limits import MAX_TAGS
+from domain.rules import check_json
 
 # Until groups own queues (access control), every queue belongs to this one group.
 BUILTIN_GROUP = "everyone"
@@ -106,6 +107,13 @@ class Queue(LedgerAggregate):
             raise ConflictError(
                 f"queue {self.code!r} is sealed (archived) and accepts no new jobs; submit to another queue"
             )
+
+    def check_room_for_tags(self, tags: dict[str, str]) -> None:
+        """Its tags with these added stay within MAX_TAGS, and within one JSON document's size."""
+        merged = {**self.tags, **tags}
+        if len(merged) > MAX_TAGS:
+            raise ValidationError("tags", f"a queue has at most {MAX_TAGS} tags (it would have {len(merged)})")
+        check_json("tags", merged)
 
     @property
     def is_enabled(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -12,6 +13,8 @@ from eventsourcing.domain import event
 
 from domain.base import LedgerAggregate
 from domain.errors import ConflictError, InvalidTransitionError, ValidationError
+from domain.limits import MAX_PATH
+from domain.rules import check_json_object, check_string, shown
 
 
 class TaskStatus(StrEnum):
@@ -47,7 +50,8 @@ DEFAULT_TASK_PRIORITY = 500
 
 
 def normalise_location(field: str, value: object, *, optional: bool) -> str | dict[str, Any] | None:
-    """A source or destination: a non-empty path string, or an object with a string `path`."""
+    """A source or destination: a non-empty path string, or an object with a string `path`
+    (a command's object has a `command` instead), within the limits of `domain.limits`."""
     if value is None:
         if optional:
             return None
@@ -55,22 +59,22 @@ def normalise_location(field: str, value: object, *, optional: bool) -> str | di
     if isinstance(value, str):
         if not value.strip():
             raise ValidationError(field, "must not be an empty path")
-        return value
+        return check_string(field, value, MAX_PATH)
     if isinstance(value, dict):
-        kind = value.get("kind", "transfer")
+        location = check_json_object(field, value)
+        kind = location.get("kind", "transfer")
         if kind not in TASK_KINDS:
-            raise ValidationError(f"{field}.kind", f"{kind!r} is not one of {', '.join(TASK_KINDS)}")
-        path = value.get("path")
+            raise ValidationError(f"{field}.kind", f"{shown(kind)} is not one of {', '.join(TASK_KINDS)}")
+        path = location.get("path")
         if kind == "command" and path is None:
-            command = value.get("command")
-            if not command or not isinstance(command, (str, list)):
+            command = location.get("command")
+            if not command or not isinstance(command, str | list):
                 raise ValidationError(f"{field}.command", "a command task needs a command line")
         elif not isinstance(path, str) or not path.strip():
             raise ValidationError(f"{field}.path", "must be a non-empty string")
-        try:
-            return dict(json.loads(json.dumps(value)))
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(field, f"must be plain JSON: {exc}") from None
+        else:
+            check_string(f"{field}.path", path, MAX_PATH)
+        return location
     raise ValidationError(field, "must be a path string or an object with a 'path'")
 
 
@@ -82,17 +86,27 @@ def location_path(value: str | dict[str, Any] | None) -> str | None:
     path = value.get("path")
     if path is None:
         command = value.get("command")
-        return " ".join(command) if isinstance(command, list) else command
+        return " ".join(map(str, command)) if isinstance(command, list) else command
     return str(path)
 
 
 def identity_key(source: object, destination: object) -> str:
-    """Two tasks are the same work when this key is equal: path strings equal `{"path": ...}`."""
+    """Two tasks are the same work when this key is equal: path strings equal `{"path": ...}`.
+
+    A digest, so that a job's list of its tasks stays small however long their paths are."""
 
     def canonical(loc: object) -> object:
         return {"path": loc} if isinstance(loc, str) else loc
 
-    return json.dumps([canonical(source), canonical(destination)], sort_keys=True)
+    return stored_key(json.dumps([canonical(source), canonical(destination)], sort_keys=True))
+
+
+def stored_key(key: str) -> str:
+    """The digest of an identity key. Jobs created before keys were digests list the
+    canonical JSON itself (it starts with `[`); a digest is hex."""
+    if not key.startswith("["):
+        return key
+    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
 def needs_destination(source: object) -> bool:

@@ -16,13 +16,12 @@ from typing import Any
 
 from domain.errors import ValidationError
 from domain.job import JobPhase, JobStatus
+from domain.limits import MAX_PAGE
 from domain.queue import ExecutionMode, QueueState, QueueStatus
 from domain.task import TaskStatus
 from projections.schema import JOBS, QUEUES, TASKS
 from projections.stores import ReadStore, Row
 from projections.where import QMARK, Field, compile_where
-
-MAX_PAGE = 500
 
 
 def _enum(sql: str, enum: Any) -> Field:
