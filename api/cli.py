@@ -1,4 +1,4 @@
-"""The `jobledger` command: serve, worker, projections, events; queue, job and task (api/client_cli.py)."""
+"""The `jobledger` command: serve, worker, projections, events; queue, job and task (jobledger_client/cli/)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 import time
 from collections.abc import Callable
 
-from api.client_cli import add_commands
 from api.settings import Settings
 from domain.errors import LedgerError
+from jobledger_client.cli import add_commands
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,16 +15,12 @@
 See the README's "Python client" section for each style.
 """
 
-from jobledger_client._plans import UNSET
-from jobledger_client.client import (
-    DEFAULT_URL,
-    AsyncClient,
-    AsyncResultIterator,
-    Client,
-    JobQueues,
-    QueuesCollection,
-    ResultIterator,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from jobledger_client._inputs import UNSET
 from jobledger_client.errors import (
     Conflict,
     Forbidden,
@@ -38,6 +34,41 @@ from jobledger_client.errors import (
     error_from,
 )
 from jobledger_client.models import Event, Job, JobProgress, Queue, Task, TaskLease
+
+# The clients (gql, httpx, tenacity) load on first use: a program that only builds its
+# command line, like `jobledger serve` with the client's commands in its parser, does
+# not pay for them.
+_LAZY = {
+    "DEFAULT_URL": "jobledger_client._transport",
+    "AsyncClient": "jobledger_client.client",
+    "AsyncResultIterator": "jobledger_client._results",
+    "Client": "jobledger_client.client",
+    "JobQueues": "jobledger_client._anyscale",
+    "QueuesCollection": "jobledger_client._dioptra",
+    "ResultIterator": "jobledger_client._results",
+    "RetryPolicy": "jobledger_client.retry",
+}
+
+if TYPE_CHECKING:
+    from jobledger_client._anyscale import JobQueues
+    from jobledger_client._dioptra import QueuesCollection
+    from jobledger_client._results import AsyncResultIterator, ResultIterator
+    from jobledger_client._transport import DEFAULT_URL
+    from jobledger_client.client import AsyncClient, Client
+    from jobledger_client.retry import RetryPolicy
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "DEFAULT_URL",
@@ -58,6 +89,7 @@ __all__ = [
     "Queue",
     "QueuesCollection",
     "ResultIterator",
+    "RetryPolicy",
     "Task",
     "TaskLease",
     "Unauthenticated",

@@ -6,17 +6,28 @@ answered with a stream), `Next` (the stream's next `data`, or None when it
 ended) and `Emit` (a result for the caller of an iterator). The clients drive
 plans: `Client` with blocking calls, `AsyncClient` with awaits. Nothing here
 does I/O, so the two clients cannot drift apart.
+
+This module holds the steps, the generic plans (one request, pages of a
+connection) and the plain API's plans; `_accsyn`, `_anyscale` and `_dioptra`
+hold those of the other shapes, and `_inputs` turns arguments into inputs.
 """
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 from jobledger_client import documents as doc
+from jobledger_client._inputs import (
+    enum_value,
+    given,
+    looks_like_id,
+    sort_directives,
+    task_input,
+    task_update,
+    to_input,
+)
 from jobledger_client.errors import NotFound, Validation
 from jobledger_client.models import Event, Job, JobProgress, Queue, Task, TaskLease
 
@@ -49,135 +60,6 @@ class Listing:
 
     total_count: int | None = None  # from the first page on, for lists that count
     pages: int = 0  # requests made so far
-
-
-class _Unset:
-    """`UNSET`: an argument left out (as opposed to None, which sends null)."""
-
-    _instance: _Unset | None = None
-
-    def __new__(cls) -> _Unset:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-UNSET: Any = _Unset()
-
-# -- turning Python arguments into GraphQL inputs ---------------------------------------
-
-_ENUM_KEYS = frozenset({"status", "executionMode", "phase", "order"})
-
-
-def camel(key: str) -> str:
-    """snake_case -> camelCase (`idle_timeout_s` -> `idleTimeoutS`); camelCase stays."""
-    head, *rest = key.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-def _enum_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.strip().upper()
-    name = getattr(value, "value", None) or getattr(value, "name", None)
-    return str(name).upper() if name is not None else value
-
-
-def to_input(data: Mapping[str, Any] | None, *, skip_unset: bool = True) -> dict[str, Any]:
-    """A dict of accsyn-style fields as a GraphQL input: snake_case keys in camelCase,
-    lower-case statuses in upper case, tasks as TaskInput. UNSET values are left out."""
-    out: dict[str, Any] = {}
-    for key, value in (data or {}).items():
-        if skip_unset and value is UNSET:
-            continue
-        name = camel(str(key))
-        if name in _ENUM_KEYS and value is not None:
-            value = _enum_value(value)
-        elif name == "tasks" and value is not None:
-            value = [task_input(t) for t in value]
-        out[name] = value
-    return out
-
-
-def task_input(task: Any) -> dict[str, Any]:
-    """A task to add: a path, or a dict with source (and destination, size, priority, metadata)."""
-    if isinstance(task, Mapping):
-        return to_input(task)
-    return {"source": task}
-
-
-def task_update(update: Mapping[str, Any]) -> dict[str, Any]:
-    """A task change: {"id": ..., "status": "excluded", "priority": ..., "metadata": ...}."""
-    if "id" not in update:
-        raise Validation.of("tasks", "each task change needs the task's id")
-    return to_input(update)
-
-
-def given(**values: Any) -> dict[str, Any]:
-    """The values that were given (not None, not UNSET)."""
-    return {k: v for k, v in values.items() if v is not None and v is not UNSET}
-
-
-def looks_like_id(value: Any) -> bool:
-    """Ids are UUIDs; anything else is taken for a code."""
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
-
-
-def quoted(value: Any) -> str:
-    """A value for the `where` language, double-quoted with \\ and \" escaped."""
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
-
-
-def sort_directives(spec: Any) -> list[dict[str, str]] | None:
-    """Sorting in any of the shapes users bring, as [SortDirective]:
-
-    "created", "-created" (descending), "created desc", "+code";
-    ("created", "DESC"); {"field": "created", "order": "DESC"};
-    Anyscale's {"sort_field": "CREATED_AT", "sort_order": "DESC"} or objects with
-    sort_field / sort_order; or a list of any of these (first sorts first)."""
-    if spec is None:
-        return None
-    items = [spec] if isinstance(spec, str | Mapping | tuple) or hasattr(spec, "sort_field") else list(spec)
-    out: list[dict[str, str]] = []
-    for item in items:
-        if isinstance(item, str):
-            text = item.strip()
-            parts = text.split()
-            order = "ASC"
-            if len(parts) == 2 and parts[1].upper() in ("ASC", "DESC"):
-                text, order = parts[0], parts[1].upper()
-            if text.startswith("-"):
-                text, order = text[1:], "DESC"
-            elif text.startswith("+"):
-                text = text[1:]
-            field: Any = text
-        elif isinstance(item, tuple) and len(item) == 2:
-            field, order = item
-        elif isinstance(item, Mapping):
-            field = item.get("field", item.get("sort_field"))
-            order = item.get("order", item.get("sort_order")) or "ASC"
-        elif hasattr(item, "sort_field"):
-            field, order = item.sort_field, getattr(item, "sort_order", None) or "ASC"
-        else:
-            raise Validation.of("orderBy", f"cannot read a sort directive from {item!r}")
-        field = getattr(field, "value", field)
-        order = str(_enum_value(order))
-        if not field or not isinstance(field, str):
-            raise Validation.of("orderBy", f"a sort directive needs a field name, not {field!r}")
-        if order not in ("ASC", "DESC"):
-            raise Validation.of("orderBy", f"sort order is ASC or DESC, not {order!r}")
-        out.append({"field": field, "order": order})
-    return out
 
 
 # -- generic plans ------------------------------------------------------------------------
@@ -351,25 +233,8 @@ def jobs(
     max_items: int | None = None,
 ) -> Plan[None]:
     variables: dict[str, Any] = given(where=where, queue=queue, orderBy=sort_directives(order_by))
-    variables["phase"] = None if phase is None else _enum_value(phase)  # null: every phase
+    variables["phase"] = None if phase is None else enum_value(phase)  # null: every phase
     yield from pages(doc.JOBS, variables, Job.parse, listing, page_size=page_size, max_items=max_items)
-
-
-def queue_jobs(
-    listing: Listing, ref: str, status: Any = None, page_size: int = 50, max_items: int | None = None
-) -> Plan[None]:
-    statuses = None if status is None else [_enum_value(s) for s in ([status] if isinstance(status, str) else status)]
-    key = {"id": str(ref)} if looks_like_id(ref) else {"code": str(ref)}
-    yield from pages(
-        doc.QUEUE_JOBS,
-        given(**key, status=statuses),
-        Job.parse,
-        listing,
-        page_size=page_size,
-        max_items=max_items,
-        root=("queue", "page"),
-        missing=lambda: NotFound(f"Queue {ref} does not exist", details={"kind": "Queue", "key": str(ref)}),
-    )
 
 
 def create_job(fields: Mapping[str, Any]) -> Plan[Job]:
@@ -503,188 +368,15 @@ def heartbeat(lease_id: str, progress: int | None, bytes_done: int | None, speed
     return (yield from call(doc.HEARTBEAT, variables, "heartbeat", TaskLease.parse))
 
 
-# -- accsyn's query strings -------------------------------------------------------------
-
-_ENTITIES = {"queue": "Queue", "job": "Job", "task": "Task"}
-_FIND = re.compile(r"^\s*([A-Za-z_]+)\s*(?:\s(?i:where)\s+(.*?))?\s*$", re.S)
-_JOB_ID = re.compile(r'(?<![\w.])job\.id\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s()"]+))', re.I)
+def complete(lease_id: str, result: Any) -> Plan[Task]:
+    variables = given(leaseId=str(lease_id), result=result)
+    return (yield from call(doc.COMPLETE, variables, "completeTask", Task.parse))
 
 
-def entity_of(name: str) -> str:
-    """ "job", "Jobs", "QUEUE" ... -> "Job" / "Queue" / "Task"."""
-    key = str(name).strip().lower()
-    key = key[:-1] if key.endswith("s") and key[:-1] in _ENTITIES else key
-    if key not in _ENTITIES:
-        raise Validation.of("entity", f"{name!r} is not one of: queue, job, task")
-    return _ENTITIES[key]
+def fail(lease_id: str, error: str, retry: bool) -> Plan[Task]:
+    variables = {"leaseId": str(lease_id), "error": error, "retry": retry}
+    return (yield from call(doc.FAIL, variables, "failTask", Task.parse))
 
 
-def parse_find(query: str) -> tuple[str, str | None]:
-    """`"Job where status=aborted"` -> ("Job", "status=aborted"); `"Queue"` -> ("Queue", None)."""
-    match = _FIND.match(query or "")
-    if not match:
-        raise Validation.of(
-            "query", f"write '<entity> [where <expression>]', e.g. 'Job where status=aborted', not {query!r}"
-        )
-    entity = entity_of(match.group(1))
-    where = match.group(2)
-    if where is not None and not where.strip():
-        raise Validation.of("query", "expected an expression after 'where'")
-    return entity, where
-
-
-def job_id_in(where: str | None) -> str | None:
-    """The job a task query names with `job.id=<id>`."""
-    found = {(m.group(1) if m.group(1) is not None else m.group(2)) for m in _JOB_ID.finditer(where or "")}
-    if len(found) > 1:
-        raise Validation.of("query", "a task query names one job (job.id=<id>)")
-    return found.pop() if found else None
-
-
-def find(
-    listing: Listing,
-    query: str,
-    finished: bool = False,
-    archived: bool = False,
-    page_size: int = MAX_PAGE,
-    max_items: int | None = None,
-) -> Plan[None]:
-    entity, where = parse_find(query)
-    if entity == "Queue":
-        if finished:
-            raise Validation.of("finished", "queues do not finish; archived=True includes archived queues")
-        yield from queues(listing, where, bool(archived), None, page_size, max_items)
-    elif entity == "Job":
-        if finished and archived:
-            raise Validation.of("archived", "ask for finished or for archived jobs, not both")
-        phase = "ARCHIVED" if archived else "FINISHED" if finished else "ACTIVE"
-        yield from jobs(listing, where, phase, None, None, page_size, max_items)
-    else:
-        if finished or archived:
-            raise Validation.of("finished", "tasks are listed with their job, whatever its phase")
-        job_ref = job_id_in(where)
-        if job_ref is None:
-            raise Validation.of(
-                "query", "a task query names its job, e.g. 'task WHERE job.id=<id> AND status<>executing'"
-            )
-        yield from tasks(listing, job_ref, where, page_size, max_items)
-
-
-def create_entity(entity: str, data: Any, entity_id: str | None, allow_duplicates: bool) -> Plan[Any]:
-    kind = entity_of(entity)
-    if kind == "Queue":
-        return (yield from create_queue(data))
-    if kind == "Job":
-        return (yield from create_job(data))
-    if entity_id is None:
-        raise Validation.of("entity_id", "tasks are added to a job: create('task', {'tasks': [...]}, job_id)")
-    items = data.get("tasks") if isinstance(data, Mapping) else data
-    if not isinstance(items, list | tuple):
-        raise Validation.of("tasks", "give {'tasks': [path or {'source': ..., 'destination': ...}, ...]}")
-    duplicates = data.get("allow_duplicates", allow_duplicates) if isinstance(data, Mapping) else allow_duplicates
-    return (yield from add_tasks(entity_id, items, bool(duplicates)))
-
-
-def update_entity(entity: str, entity_id: str, data: Mapping[str, Any]) -> Plan[Any]:
-    kind = entity_of(entity)
-    if kind == "Queue":
-        return (yield from update_queue(entity_id, data))
-    if kind == "Job":
-        return (yield from update_job(entity_id, data))
-    return (yield from update_task(entity_id, data))
-
-
-def delete_entity(entity: str, entity_id: str) -> Plan[str]:
-    kind = entity_of(entity)
-    if kind == "Queue":
-        return (yield from delete_queue(entity_id))
-    if kind == "Job":
-        return (yield from delete_job(entity_id))
-    raise Validation.of("entity", "tasks are never deleted (for the audit trail): exclude them instead")
-
-
-# -- Anyscale's job queue verbs ----------------------------------------------------------
-
-
-def resolve_queue(job_queue_id: str | None, name: str | None, include_archived: bool = True) -> Plan[Queue]:
-    """A queue by id, or by name (an archived one only when include_archived)."""
-    if not job_queue_id and not name:
-        raise Validation.of("job_queue_id", "give job_queue_id or name")
-    key = str(job_queue_id or name)
-    found = yield from call(
-        doc.QUEUE_BY, {"id": str(job_queue_id)} if job_queue_id else {"code": name}, "queue", Queue.parse
-    )
-    if found is None:
-        raise NotFound(f"Queue {key} does not exist", details={"kind": "Queue", "key": key})
-    if not job_queue_id and not include_archived and found.archived:
-        raise NotFound(
-            f"Queue {key} is archived; pass include_archived=True to use it", details={"kind": "Queue", "key": key}
-        )
-    return found
-
-
-def ref_id(job_queue_id: str | None, name: str | None, include_archived: bool = True) -> Plan[str]:
-    if job_queue_id:
-        return str(job_queue_id)
-    return (yield from resolve_queue(None, name, include_archived)).id
-
-
-def tags_matcher(tags_filter: Any) -> Callable[[Queue], bool] | None:
-    """Anyscale's tags_filter: {key: [values]} or ["key:value", ...]; a queue matches when each
-    key has one of its values (any value when the list is empty)."""
-    if not tags_filter:
-        return None
-    wanted: dict[str, set[str]] = {}
-    if isinstance(tags_filter, Mapping):
-        for key, values in tags_filter.items():
-            values = [values] if isinstance(values, str) else list(values or [])
-            wanted.setdefault(str(key), set()).update(str(v) for v in values)
-    else:
-        for entry in tags_filter:
-            key, sep, value = str(entry).partition(":")
-            wanted.setdefault(key, set())
-            if sep:
-                wanted[key].add(value)
-
-    def matches(queue: Queue) -> bool:
-        for key, values in wanted.items():
-            if key not in queue.tags:
-                return False
-            if values and str(queue.tags[key]) not in values:
-                return False
-        return True
-
-    return matches
-
-
-def job_queue_list(
-    listing: Listing,
-    job_queue_id: str | None,
-    name: str | None,
-    creator_id: str | None,
-    tags_filter: Any,
-    page_size: int | None,
-    max_items: int | None,
-    sorting_directives: Any,
-    include_archived: bool,
-) -> Plan[None]:
-    if job_queue_id:
-        found = yield from call(doc.QUEUE_BY, {"id": str(job_queue_id)}, "queue", Queue.parse)
-        listing.pages, listing.total_count = 1, int(found is not None)
-        if found is not None and (max_items is None or max_items > 0):
-            yield Emit(found)
-        return
-    conditions = []
-    if name is not None:
-        conditions.append(f"code={quoted(name)}")
-    if creator_id is not None:
-        conditions.append(f"user={quoted(creator_id)}")
-    yield from queues(
-        listing,
-        " AND ".join(conditions) or None,
-        include_archived,
-        sorting_directives,
-        page_size or 50,
-        max_items,
-        keep=tags_matcher(tags_filter),
-    )
+def release(lease_id: str) -> Plan[Task]:
+    return (yield from call(doc.RELEASE, {"leaseId": str(lease_id)}, "releaseTask", Task.parse))

@@ -114,9 +114,12 @@ JOB_EVENTS = (
     + EVENT
 )
 
+# A claim also brings the job's code and destination: what a worker names the task by and
+# copies into.
 CLAIM = (
     """mutation Claim($worker: String!, $queues: [String!], $limit: Int, $leaseSeconds: Int) {
-  claimTasks(worker: $worker, queues: $queues, limit: $limit, leaseSeconds: $leaseSeconds) { ...LeaseFields } }"""
+  claimTasks(worker: $worker, queues: $queues, limit: $limit, leaseSeconds: $leaseSeconds) {
+    ...LeaseFields task { job { code destination } } } }"""
     + LEASE
 )
 HEARTBEAT = (

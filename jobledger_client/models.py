@@ -278,23 +278,29 @@ class Event(Model):
 
 @dataclasses.dataclass(frozen=True, eq=True)
 class TaskLease(Model):
-    """A worker's hold on a task until `expires`; renew it with heartbeat()."""
+    """A worker's hold on a task until `expires`; renew it with heartbeat(). A claim also
+    tells the task's job's code and destination (None from a heartbeat)."""
 
     id: str
     task: Task
     worker: str
     expires: datetime
+    job_code: str | None = None
+    job_destination: str | None = None
 
     __hash__ = Model.__hash__
 
     @classmethod
     def parse(cls, node: Mapping[str, Any]) -> TaskLease:
         """A TaskLease from its GraphQL answer (camelCase keys)."""
+        job = node["task"].get("job") or {}
         return cls(
             id=str(node["id"]),
             task=Task.parse(node["task"]),
             worker=node["worker"],
             expires=parse_datetime(node["expires"]),  # type: ignore[arg-type]
+            job_code=job.get("code"),
+            job_destination=job.get("destination"),
         )
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobledger_client import TaskLease
+
 CHUNK = 1024 * 1024
 OUTPUT_LINES = 20
 DEFAULT_TIMEOUT_S = 3600
@@ -37,10 +39,10 @@ class Work:
     destination: str | None
 
     @classmethod
-    def of(cls, task: dict[str, Any]) -> Work:
-        source = task["source"]
+    def of(cls, lease: TaskLease) -> Work:
+        source = lease.task.source
         kind = source.get("kind", "transfer") if isinstance(source, dict) else "transfer"
-        return cls(kind, source, target_path(task))
+        return cls(kind, source, target_path(source, lease.task.destination, lease.job_destination))
 
 
 def path_of(location: Any) -> str | None:
@@ -49,15 +51,14 @@ def path_of(location: Any) -> str | None:
     return location if isinstance(location, str) else location.get("path")
 
 
-def target_path(task: dict[str, Any]) -> str | None:
+def target_path(source: Any, destination: Any, job_destination: str | None) -> str | None:
     """The task's own destination, else the job's destination folder plus the source's name."""
-    own = path_of(task.get("destination"))
+    own = path_of(destination)
     if own:
         return own
-    folder = (task.get("job") or {}).get("destination")
-    source = path_of(task["source"])
-    if folder and source:
-        return str(Path(folder) / Path(source.rstrip("/")).name)
+    path = path_of(source)
+    if job_destination and path:
+        return str(Path(job_destination) / Path(path.rstrip("/")).name)
     return None
 
 

@@ -1,5 +1,9 @@
 """The worker loop: claim while there is room, run each task in a thread, heartbeat every
-second with progress, then complete or fail it. SIGINT/SIGTERM release the leases."""
+second with progress, then complete or fail it. SIGINT/SIGTERM release the leases.
+
+It speaks to the service through jobledger_client's AsyncClient. While the service cannot
+be reached, every request waits for it (the client's RetryPolicy, with backoff), and the
+outage is logged once when it starts and once when it ends."""
 
 from __future__ import annotations
 
@@ -14,22 +18,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich import filesize
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from jobledger_client import AsyncClient, Conflict, JobledgerError, NotFound, RetryPolicy, TaskLease
 from worker import execute
-from worker.client import ApiError, Client
 
 log = logging.getLogger("jobledger.worker")
-
-CLAIM = """mutation($worker: String!, $queues: [String!], $limit: Int, $lease: Int) {
-  claimTasks(worker: $worker, queues: $queues, limit: $limit, leaseSeconds: $lease) {
-    id expires task { id uri source destination size job { id code destination } }
-  }
-}"""
-HEARTBEAT = """mutation($lease: ID!, $progress: Int, $bytes: Long, $speed: Float) {
-  heartbeat(leaseId: $lease, progress: $progress, bytesDone: $bytes, speed: $speed) { expires }
-}"""
-COMPLETE = "mutation($lease: ID!, $result: JSON) { completeTask(leaseId: $lease, result: $result) { status } }"
-FAIL = "mutation($lease: ID!, $error: String!) { failTask(leaseId: $lease, error: $error) { status attempts } }"
-RELEASE = "mutation($lease: ID!) { releaseTask(leaseId: $lease) { status } }"
 
 
 @dataclass
@@ -60,6 +59,10 @@ class Running:
 
 
 class Worker:
+    """Claims tasks from the service at `url` (from `queues`, or all) as `name`, runs up to
+    `concurrency` at once, until SIGINT/SIGTERM. `client` replaces the AsyncClient it would
+    open (tests give one with a mock transport)."""
+
     def __init__(
         self,
         url: str,
@@ -69,9 +72,10 @@ class Worker:
         lease_seconds: int = 60,
         poll_interval: float = 1.0,
         live_view: bool | None = None,
+        client: AsyncClient | None = None,
     ) -> None:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.client = Client(url, self.name)
+        self.client = client or AsyncClient(url, self.name, retry=RetryPolicy(log=log))
         self.queues = queues or None
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
@@ -102,6 +106,8 @@ class Worker:
             await self._shutdown()
             if view:
                 view.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await view
             await self.client.close()
 
     async def _pause(self, seconds: float, also: asyncio.Event | None = None) -> None:
@@ -115,29 +121,23 @@ class Worker:
             waiting.cancel()
 
     async def _claim(self) -> int:
+        room = self.concurrency - len(self.running)
         try:
-            data = await self.client.call(
-                CLAIM,
-                worker=self.name,
-                queues=self.queues,
-                limit=self.concurrency - len(self.running),
-                lease=self.lease_seconds,
-            )
-        except ApiError as exc:
+            leases = await self.client.claim(self.name, self.queues, room, self.lease_seconds)
+        except JobledgerError as exc:
             log.warning("claim refused: %s", exc)
             return 0
-        for lease in data["claimTasks"]:
-            task = lease["task"]
-            running = Running(lease["id"], f"{task['job']['code']} #{task['uri']}")
-            self.running[lease["id"]] = running
-            job = asyncio.create_task(self._execute(running, task))
+        for lease in leases:
+            running = Running(lease.id, f"{lease.job_code} #{lease.task.uri}")
+            self.running[lease.id] = running
+            job = asyncio.create_task(self._execute(running, lease))
             self.tasks.add(job)
             job.add_done_callback(self.tasks.discard)
-        return len(data["claimTasks"])
+        return len(leases)
 
-    async def _execute(self, running: Running, task: dict[str, Any]) -> None:
+    async def _execute(self, running: Running, lease: TaskLease) -> None:
         log.info("started %s (lease %s)", running.name, running.lease)
-        work = execute.Work.of(task)
+        work = execute.Work.of(lease)
         doing = asyncio.get_running_loop().run_in_executor(None, execute.run, work, running.report)
         lost = False
         while not lost:
@@ -147,10 +147,10 @@ class Worker:
             except TimeoutError:
                 lost = not await self._heartbeat(running)
             except execute.TaskFailed as exc:
-                await self._finish(running, FAIL, error=str(exc))
+                await self._finish(running, error=str(exc))
                 return
             except Exception as exc:  # a bug or an OS error: the task fails, the worker goes on
-                await self._finish(running, FAIL, error=f"{exc.__class__.__name__}: {exc}")
+                await self._finish(running, error=f"{exc.__class__.__name__}: {exc}")
                 return
         if lost:
             log.warning(
@@ -161,31 +161,32 @@ class Worker:
             self.running.pop(running.lease, None)
             self.slot_free.set()
             return
-        await self._finish(running, COMPLETE, result=result)
+        await self._finish(running, result=result)
 
     async def _heartbeat(self, running: Running) -> bool:
+        """Renew the lease with the progress so far; False when the lease is over."""
         try:
-            await self.client.call(
-                HEARTBEAT,
-                lease=running.lease,
-                progress=running.progress,
-                bytes=running.done,
-                speed=running.sample_speed(),
+            await self.client.heartbeat(
+                running.lease, progress=running.progress, bytes_done=running.done, speed=running.sample_speed()
             )
-            return True
-        except ApiError as exc:
-            return exc.code not in ("CONFLICT", "NOT_FOUND")
+        except (Conflict, NotFound):
+            return False
+        except JobledgerError:
+            pass  # refused this once: the lease is still ours until the service says otherwise
+        return True
 
-    async def _finish(self, running: Running, mutation: str, **values: Any) -> None:
+    async def _finish(self, running: Running, *, result: Any = None, error: str | None = None) -> None:
+        """Report the task done (with its result) or failed (with the error)."""
         try:
-            await self.client.call(mutation, lease=running.lease, **values)
-            if mutation == COMPLETE:
+            if error is None:
+                await self.client.complete(running.lease, result)
                 self.finished += 1
                 log.info("done %s", running.name)
             else:
+                await self.client.fail(running.lease, error)
                 self.failed += 1
-                log.warning("failed %s: %s", running.name, str(values.get("error", "")).splitlines()[0])
-        except ApiError as exc:
+                log.warning("failed %s: %s", running.name, error.splitlines()[0] if error else "")
+        except JobledgerError as exc:
             log.warning("could not report %s: %s", running.name, exc)
         finally:
             self.running.pop(running.lease, None)
@@ -195,8 +196,8 @@ class Worker:
         """Stop claiming; give back every lease still held, so others can run those tasks."""
         leases = list(self.running)
         for lease in leases:
-            with contextlib.suppress(ApiError, TimeoutError):
-                await asyncio.wait_for(self.client.call(RELEASE, lease=lease), 5)
+            with contextlib.suppress(JobledgerError, TimeoutError):
+                await asyncio.wait_for(self.client.release(lease), 5)
         for job in list(self.tasks):
             job.cancel()
         if leases:
@@ -204,15 +205,24 @@ class Worker:
         log.info("worker %s stopped: %d done, %d failed", self.name, self.finished, self.failed)
 
     async def _view(self) -> None:
-        """A live view: one progress bar per running task, redrawn every second."""
-        drawn = 0
-        while True:
-            lines = [
-                f"{r.name[:40]:<40} [{'#' * (r.progress // 5):<20}] {r.progress:3d}% {r.speed:8.2f} MB/s"
-                for r in list(self.running.values())
-            ]
-            lines.append(f"{self.name}: {len(self.running)} running, {self.finished} done, {self.failed} failed")
-            sys.stdout.write("\x1b[F\x1b[2K" * drawn + "\n".join(lines) + "\n")
-            sys.stdout.flush()
-            drawn = len(lines)
-            await asyncio.sleep(1)
+        """A live view on the terminal: one progress bar per running task, redrawn every second."""
+        with Live(self._render(), console=Console(highlight=False), refresh_per_second=1) as live:
+            try:
+                while True:
+                    await asyncio.sleep(1)
+                    live.update(self._render())
+            finally:
+                live.update(self._render(), refresh=True)  # the counts as the worker stops
+
+    def _render(self) -> Group:
+        bars = Table.grid(padding=(0, 1))
+        for r in list(self.running.values()):
+            speed = filesize.decimal(int(r.speed * 1_000_000)) + "/s"
+            bars.add_row(
+                Text(r.name, no_wrap=True, overflow="ellipsis"),
+                ProgressBar(total=100, completed=r.progress, width=20),
+                Text(f"{r.progress:3d}%"),
+                Text(speed, justify="right"),
+            )
+        summary = f"{self.name}: {len(self.running)} running, {self.finished} done, {self.failed} failed"
+        return Group(bars, Text(summary, style="bold"))

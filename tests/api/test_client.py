@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 import uuid
@@ -35,6 +36,7 @@ from jobledger_client import (
     JobProgress,
     NotFound,
     Queue,
+    RetryPolicy,
     Task,
     TaskLease,
     Unauthenticated,
@@ -679,3 +681,50 @@ def test_what_the_seeds_shapes_send():
     assert sent(lambda: client.update_job("j-1", priority=3)) == {"id": "j-1", "input": {"priority": 3}}
     with pytest.raises(Validation):
         next(client.queues(order_by=[{"field": "code", "order": "sideways"}]))
+
+
+class Outage:
+    """An httpx MockTransport handler: refuses `down` connections, then answers `answer`."""
+
+    def __init__(self, down: int, answer: dict[str, Any]) -> None:
+        self.down = down
+        self.answer = answer
+        self.calls = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        if self.calls <= self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json=self.answer)
+
+
+async def test_a_retry_policy_waits_out_an_outage_and_tells_it_once_each_way(caplog):
+    log = logging.getLogger("test.retry")
+    found = {"data": {"queue": None}}
+    for cls in (Client, AsyncClient):
+        caplog.clear()
+        outage = Outage(3, found)
+        client = cls(
+            "http://jobledger.test/graphql",
+            retry=RetryPolicy(first_wait=0.01, log=log),
+            httpx_options={"transport": httpx.MockTransport(outage)},
+        )
+        with caplog.at_level(logging.INFO, logger="test.retry"):
+            answer = client.queue(code="x")
+            assert (await answer if cls is AsyncClient else answer) is None
+        assert outage.calls == 4
+        said = [record.getMessage() for record in caplog.records]
+        assert len(said) == 2 and said[0].startswith("server unreachable (no GraphQL answer from http://jobledger.test")
+        assert said[1] == "server reachable again"
+
+    refused = Outage(1, {"data": None, "errors": [{"message": "no", "extensions": {"code": "NOT_FOUND"}}]})
+    client = Client(retry=RetryPolicy(first_wait=0.01), httpx_options={"transport": httpx.MockTransport(refused)})
+    with pytest.raises(NotFound):  # a refusal is an answer: not retried
+        client.job("x")
+    assert refused.calls == 2
+    gone = Outage(1000, found)
+    patient_for_a_while = RetryPolicy(first_wait=0.01, give_up_after=0.2)
+    client = Client(retry=patient_for_a_while, httpx_options={"transport": httpx.MockTransport(gone)})
+    with pytest.raises(Unavailable):
+        client.job("x")
+    assert 3 <= gone.calls < 1000

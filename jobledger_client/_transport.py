@@ -1,0 +1,130 @@
+"""The wire: the service's URLs, the settings both clients share, one subscription on its
+own websocket (gql's graphql-transport-ws transport), and the event loop thread the
+blocking client runs subscriptions on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from gql import Client as GqlClient
+from gql.graphql_request import GraphQLRequest
+from gql.transport.exceptions import TransportError, TransportQueryError
+from gql.transport.websockets import WebsocketsTransport
+
+from jobledger_client import documents as doc
+from jobledger_client.errors import Unavailable, error_from
+
+DEFAULT_URL = "http://127.0.0.1:8000/graphql"
+USER_HEADER = "X-Jobledger-User"
+
+
+def graphql_url(url: str | None) -> str:
+    """The /graphql URL: given, or $JOBLEDGER_URL, or the local default; a bare host gets /graphql."""
+    url = url or os.environ.get("JOBLEDGER_URL") or DEFAULT_URL
+    parts = urlsplit(url)
+    if parts.path in ("", "/"):
+        parts = parts._replace(path="/graphql")
+    return urlunsplit(parts)
+
+
+def ws_url(url: str) -> str:
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    return urlunsplit(parts._replace(scheme=scheme))
+
+
+def transport_failure(url: str, exc: BaseException) -> Unavailable:
+    status = getattr(exc, "code", None)
+    details = {"url": url, **({"status": status} if isinstance(status, int) else {})}
+    return Unavailable(f"no GraphQL answer from {url}: {exc}", details=details)
+
+
+class Stream:
+    """A subscription on its own websocket connection (gql's WebsocketsTransport)."""
+
+    def __init__(self, settings: Settings, document: str, variables: dict[str, Any]) -> None:
+        self.settings = settings
+        self.request = GraphQLRequest(doc.parsed(document), variable_values=variables)
+        self.client: GqlClient | None = None
+        self.results: Any = None
+
+    async def open(self) -> Stream:
+        s = self.settings
+        transport = WebsocketsTransport(
+            url=s.ws_url,
+            headers=s.headers,
+            init_payload=s.init_payload,
+            subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+            connect_timeout=s.timeout,
+            ack_timeout=s.timeout,
+            close_timeout=5,
+        )
+        self.client = GqlClient(transport=transport, execute_timeout=None)
+        try:
+            session = await self.client.connect_async()
+        except TransportQueryError as exc:
+            raise error_from(exc.errors or [{"message": str(exc)}]) from None
+        except (TransportError, OSError, TimeoutError) as exc:
+            raise transport_failure(s.ws_url, exc) from exc
+        self.results = session.subscribe(self.request)
+        return self
+
+    async def next(self) -> dict[str, Any] | None:
+        """The next result's data; None when the server ended the subscription."""
+        try:
+            return await self.results.__anext__()  # type: ignore[no-any-return]
+        except StopAsyncIteration:
+            return None
+        except TransportQueryError as exc:
+            raise error_from(exc.errors or [{"message": str(exc)}]) from None
+        except (TransportError, OSError) as exc:
+            raise transport_failure(self.settings.ws_url, exc) from exc
+
+    async def close(self) -> None:
+        if self.results is not None:
+            with contextlib.suppress(Exception):
+                await self.results.aclose()
+        if self.client is not None and getattr(self.client, "session", None) is not None:
+            with contextlib.suppress(Exception):
+                await self.client.close_async()
+
+
+class LoopThread:
+    """An event loop in a daemon thread, for the blocking client's subscriptions."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="jobledger-client-ws", daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Any) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+class Settings:
+    def __init__(self, url: str | None, user: str | None, timeout: float, headers: Mapping[str, str] | None) -> None:
+        self.url = graphql_url(url)
+        self.ws_url = ws_url(self.url)
+        self.user = user if user is not None else os.environ.get("JOBLEDGER_USER") or None
+        self.timeout = timeout
+        self.headers: dict[str, str] = dict(headers or {})
+        if self.user:
+            self.headers[USER_HEADER] = self.user
+        self.init_payload: dict[str, Any] = {USER_HEADER: self.user} if self.user else {}
