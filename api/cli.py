@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from api.settings import Settings
 from domain.errors import LedgerError
@@ -42,12 +43,31 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
     serve.add_argument("--database-url", default=argparse.SUPPRESS, help="overrides JOBLEDGER_DATABASE_URL")
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        metavar="N",
+        help="largest request body accepted, larger ones get HTTP 413 (default $JOBLEDGER_MAX_BODY_BYTES or 1 MiB)",
+    )
     serve.set_defaults(run=run_serve)
 
     projections = commands.add_parser("projections", help="inspect or rebuild the read models")
     actions = projections.add_subparsers(dest="action", required=True, metavar="ACTION")
-    actions.add_parser("status", help="each projection's position and lag").set_defaults(run=run_status)
+    actions.add_parser(
+        "status", help="position, lag, and what keeps the read models from being complete (exit 1 if anything)"
+    ).set_defaults(run=run_status)
     actions.add_parser("rebuild", help="drop the read models and replay every event").set_defaults(run=run_rebuild)
+    actions.add_parser(
+        "skipped", help="the events the read models set aside because they could not apply them"
+    ).set_defaults(run=run_skipped)
+    acknowledge = actions.add_parser(
+        "acknowledge", help="accept events set aside: the read models stop saying they are degraded"
+    )
+    acknowledge.add_argument("positions", nargs="*", type=int, metavar="POSITION", help="these (default: all)")
+    acknowledge.set_defaults(run=run_acknowledge)
+    actions.add_parser(
+        "retry", help="after a fix: rebuild the read models, retrying the events set aside in their place"
+    ).set_defaults(run=run_retry)
 
     worker = commands.add_parser("worker", help="claim and run tasks (transfers and commands)")
     worker.add_argument("--url", default="http://127.0.0.1:8000/graphql", help="the service's /graphql URL")
@@ -72,13 +92,25 @@ def build_parser() -> argparse.ArgumentParser:
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.app import create_app
-    from domain.storage import parse_database_url
+    from api.app import create_app, http_protocol
+    from domain.ledger import open_store  # ValidationError for a bad URL
 
-    parse_database_url(settings.database_url)  # a bad URL fails here, with what to write instead
+    if args.max_body_bytes is not None and args.max_body_bytes < 1:
+        raise SystemExit("jobledger: --max-body-bytes must be 1 or more")
+    settings = settings.with_overrides(max_body_bytes=args.max_body_bytes)
+    open_store(settings.database_url)  # a bad URL fails here, with what to write instead
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(f"jobledger: serving on http://{settings.host}:{settings.port}/ (store: {settings.database_url})")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        http=http_protocol(),  # requests uvicorn cannot parse are answered in JSON too
+        # The app refuses messages over the limit in each protocol's own way; uvicorn's limit,
+        # above it, is the backstop that keeps a huge frame from being buffered at all.
+        ws_max_size=2 * settings.max_ws_message_bytes,
+    )
     return 0
 
 
@@ -91,26 +123,113 @@ def _open(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def run_status(settings: Settings, args: argparse.Namespace) -> int:
+    """The position and lag; then, if the runner is stuck on an event or set events aside,
+    which and why (exit status 1, so that scripts notice)."""
     ledger, read_side = _open(settings)
-    read_side.runner.setup()
-    status = read_side.runner.status()
+    try:
+        read_side.runner.setup()
+        status = read_side.runner.status()
+    finally:
+        read_side.stop()
+        ledger.close()
     print(f"{'projection':<14}{'position':>12}{'head':>12}{'lag':>10}")
     print(f"{'read models':<14}{status.position:>12,}{status.head:>12,}{status.lag:>10,}")
-    read_side.stop()
-    ledger.close()
-    return 0
+    failing = status.failing
+    if failing is not None:
+        print(
+            f"stalled: event {failing.position} ({failing.event_type} of {failing.aggregate_id}) has failed "
+            f"{failing.attempts} time(s) since {failing.first_failed}, last at {failing.last_failed}:\n"
+            f"  {failing.error}"
+        )
+    if status.set_aside:
+        newest = status.newest_set_aside
+        about = f"; newest: event {newest.position} ({newest.event_type}): {newest.reason}" if newest else ""
+        print(
+            f"degraded: {status.set_aside} event(s) set aside and not acknowledged{about}\n"
+            "  list them with `jobledger projections skipped`; after a fix `jobledger projections retry` applies "
+            "them, or `jobledger projections acknowledge` accepts the gap"
+        )
+    if status.acknowledged:
+        print(f"{status.acknowledged} event(s) set aside earlier were acknowledged")
+    return 1 if failing is not None or status.set_aside else 0
 
 
 def run_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     ledger, read_side = _open(settings)
-    started = time.monotonic()
-    applied = read_side.runner.rebuild(progress=progress_bar("replaying", sys.stderr.isatty()))
-    elapsed = time.monotonic() - started
-    rate = applied / elapsed if elapsed > 0 else 0.0
-    print(f"\nrebuilt the read models from {applied:,} events in {elapsed:.1f} s ({rate:,.0f} events/s)")
-    read_side.stop()
-    ledger.close()
+    try:
+        started = time.monotonic()
+        applied = read_side.runner.rebuild(progress=progress_bar("replaying", sys.stderr.isatty()))
+        elapsed = time.monotonic() - started
+        rate = applied / elapsed if elapsed > 0 else 0.0
+        print(f"\nrebuilt the read models from {applied:,} events in {elapsed:.1f} s ({rate:,.0f} events/s)")
+        set_aside = read_side.runner.failures()
+    finally:
+        read_side.stop()
+        ledger.close()
+    if set_aside:
+        print(f"{len(set_aside)} event(s) could not be applied and were set aside:", file=sys.stderr)
+        _print_failures(set_aside, sys.stderr)
     return 0
+
+
+def run_retry(settings: Settings, args: argparse.Namespace) -> int:
+    """A rebuild: replaying the whole log applies each event set aside in its place, in
+    order, which re-applying it alone after its aggregate's later events could not."""
+    ledger, read_side = _open(settings)
+    try:
+        read_side.runner.setup()
+        before = len(read_side.runner.failures())
+    finally:
+        read_side.stop()
+        ledger.close()
+    print(f"{before} event(s) set aside; replaying the log to retry them in their place")
+    run_rebuild(settings, args)
+    ledger, read_side = _open(settings)
+    try:
+        after = len(read_side.runner.failures())
+    finally:
+        read_side.stop()
+        ledger.close()
+    print(f"{before - after if before >= after else 0} applied now, {after} still set aside")
+    return 1 if after else 0
+
+
+def run_skipped(settings: Settings, args: argparse.Namespace) -> int:
+    ledger, read_side = _open(settings)
+    try:
+        read_side.runner.setup()
+        failures = read_side.runner.failures()
+    finally:
+        read_side.stop()
+        ledger.close()
+    if not failures:
+        print("no events set aside")
+        return 0
+    _print_failures(failures, sys.stdout)
+    return 0
+
+
+def _print_failures(failures: list[Any], out: Any) -> None:
+    print(f"{'position':>10}  {'type':<24}{'aggregate':<38}{'attempts':>8}  {'set aside':<27}acknowledged", file=out)
+    for f in failures:
+        acknowledged = "yes" if f.status == "acknowledged" else "no"
+        print(
+            f"{f.position:>10}  {f.event_type:<24}{f.aggregate_id:<38}{f.attempts:>8}  {f.last_failed:<27}"
+            f"{acknowledged}\n{'':>12}{f.error}",
+            file=out,
+        )
+
+
+def run_acknowledge(settings: Settings, args: argparse.Namespace) -> int:
+    ledger, read_side = _open(settings)
+    try:
+        read_side.runner.setup()
+        done = read_side.runner.acknowledge(args.positions or None)
+    finally:
+        read_side.stop()
+        ledger.close()
+    print(f"acknowledged {done} event(s) set aside")
+    return 0 if done or not args.positions else 1
 
 
 def progress_bar(label: str, live: bool) -> Callable[[int, int], None]:

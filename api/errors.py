@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from graphql import GraphQLError
@@ -15,6 +15,32 @@ from domain.errors import LedgerError
 
 log = logging.getLogger("jobledger.api")
 F = TypeVar("F", bound=Callable[..., Any])
+# HTTP statuses the service answers itself (not through GraphQL), and their contract codes.
+_STATUS_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 409: "CONFLICT"}
+
+
+def code_for_status(status: int) -> str:
+    """The contract code of an HTTP error status: the caller's to fix (VALIDATION) unless named."""
+    return _STATUS_CODES.get(status, "INTERNAL" if status >= 500 else "VALIDATION")
+
+
+def error_body(message: str, code: str, **extensions: Any) -> dict[str, Any]:
+    """A GraphQL-shaped error answer, for failures outside GraphQL execution (HTTP and websocket edge)."""
+    return {"data": None, "errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
+
+
+def with_codes(errors: Iterable[dict[str, Any]]) -> None:
+    """Gives each formatted error without a code VALIDATION: what reaches a client uncoded was
+    refused before execution (a document that does not parse, a variable of the wrong type)."""
+    for error in errors:
+        extensions = error.get("extensions") or {}
+        extensions.setdefault("code", "VALIDATION")
+        error["extensions"] = extensions
+
+
+def new_request_id() -> str:
+    """The id an internal error is logged under and answered with."""
+    return uuid.uuid4().hex[:12]
 
 
 def coded(exc: LedgerError, error: GraphQLError | None = None) -> GraphQLError:
@@ -71,7 +97,7 @@ class ErrorCodes(SchemaExtension):
             if not (error.extensions or {}).get("code"):
                 error.extensions = {**(error.extensions or {}), "code": "VALIDATION"}
             return error
-        request_id = uuid.uuid4().hex[:12]
+        request_id = new_request_id()
         log.error("internal error (request id %s)", request_id, exc_info=original)
         return GraphQLError(
             f"internal error; the service log has the details under request id {request_id}",

@@ -10,9 +10,11 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from api.context import Context, actor, services
-from api.types import ExecutionMode, Job, JobStatus, Long, Queue, QueueStatus, Task, TaskStatus
+from api.fields import given_fields, input_type
+from api.types import Job, JobStatus, Long, Queue, Task, TaskStatus
 from api.work import WorkMutation
 from domain import queue as queue_domain
+from domain.catalogue import QUEUE
 from domain.errors import NotFoundError
 from domain.rules import UNSET
 from projections.stores import Row
@@ -25,34 +27,16 @@ def given(value: Any) -> Any:
     return UNSET if value is strawberry.UNSET else value
 
 
-@strawberry.input
-class CreateQueueInput:
-    code: str
-    priority: int | None = 500
-    status: QueueStatus | None = queue_domain.QueueStatus.WAITING  # type: ignore[valid-type]
-    default: bool | None = False
-    description: str | None = ""
-    metadata: JSON | None = MISSING
-    tags: JSON | None = MISSING
-    max_concurrency: int | None = MISSING
-    idle_timeout_s: int | None = MISSING
-    execution_mode: ExecutionMode | None = queue_domain.ExecutionMode.PRIORITY  # type: ignore[valid-type]
-    parent: str | None = MISSING
-    max_attempts: int | None = MISSING
-    group: str | None = strawberry.field(default=MISSING, description="owner; default: the caller's only group")
-
-
-@strawberry.input
-class UpdateQueueInput:
-    priority: int | None = MISSING
-    status: QueueStatus | None = MISSING  # type: ignore[valid-type]
-    default: bool | None = MISSING
-    description: str | None = MISSING
-    metadata: JSON | None = MISSING
-    max_concurrency: int | None = MISSING
-    idle_timeout_s: int | None = MISSING
-    execution_mode: ExecutionMode | None = MISSING  # type: ignore[valid-type]
-    max_attempts: int | None = MISSING
+# From `domain.catalogue.QUEUE`: its creatable fields (then the references a new queue may
+# name), and its updatable ones.
+CreateQueueInput = input_type(
+    "CreateQueueInput",
+    QUEUE.creatable,
+    defaults=True,
+    parent=(str | None, MISSING),
+    group=(str | None, strawberry.field(default=MISSING, description="owner; default: the caller's only group")),
+)
+UpdateQueueInput = input_type("UpdateQueueInput", QUEUE.updatable, defaults=False)
 
 
 @strawberry.input
@@ -141,71 +125,51 @@ def _found(row: Row | None, kind: str, key: str) -> Row:
 @strawberry.type
 class Mutation(WorkMutation):
     @strawberry.mutation
-    async def create_queue(self, info: Info[Context, None], input: CreateQueueInput) -> Queue:
-        ledger = services(info).ledger
+    async def create_queue(self, info: Info[Context, None], input: CreateQueueInput) -> Queue:  # type: ignore[valid-type]
         queue_domain.check_group(_or(input.group))
         written = await services(info).run(
-            ledger.create_queue,
-            input.code,
-            priority=input.priority,
-            status=input.status,
-            default=input.default,
-            description=input.description,
-            metadata=_or(input.metadata),
-            tags=_or(input.tags),
-            max_concurrency=_or(input.max_concurrency),
-            idle_timeout_s=_or(input.idle_timeout_s),
-            execution_mode=input.execution_mode,
+            services(info).ledger.queues.create,
+            **given_fields(input, QUEUE.creatable),
             parent=_or(input.parent),
-            max_attempts=_or(input.max_attempts),
             actor=actor(info),
         )
         return await _queue(info, written.id)
 
     @strawberry.mutation
-    async def update_queue(self, info: Info[Context, None], id: strawberry.ID, input: UpdateQueueInput) -> Queue:
-        changes = {
-            name: given(getattr(input, name))
-            for name in (
-                "priority",
-                "status",
-                "default",
-                "description",
-                "metadata",
-                "max_concurrency",
-                "idle_timeout_s",
-                "execution_mode",
-                "max_attempts",
-            )
-            if getattr(input, name) is not strawberry.UNSET
-        }
-        written = await services(info).run(services(info).ledger.update_queue, str(id), **changes, actor=actor(info))
+    async def update_queue(
+        self,
+        info: Info[Context, None],
+        id: strawberry.ID,
+        input: UpdateQueueInput,  # type: ignore[valid-type]
+    ) -> Queue:
+        changes = given_fields(input, QUEUE.updatable)
+        written = await services(info).run(services(info).ledger.queues.update, str(id), **changes, actor=actor(info))
         return await _queue(info, written.id)
 
     @strawberry.mutation(description="seal: no new jobs; running ones go on")
     async def archive_queue(self, info: Info[Context, None], id: strawberry.ID) -> Queue:
-        written = await services(info).run(services(info).ledger.seal_queue, str(id), actor=actor(info))
+        written = await services(info).run(services(info).ledger.queues.seal, str(id), actor=actor(info))
         return await _queue(info, written.id)
 
     @strawberry.mutation(description="abort every job of it that is not finished")
     async def terminate_queue(self, info: Info[Context, None], id: strawberry.ID) -> Queue:
-        written = await services(info).run(services(info).ledger.terminate_queue, str(id), actor=actor(info))
+        written = await services(info).run(services(info).ledger.queues.terminate, str(id), actor=actor(info))
         return await _queue(info, written.id)
 
     @strawberry.mutation(description="its unfinished jobs move to the default queue")
     async def delete_queue(self, info: Info[Context, None], id: strawberry.ID) -> strawberry.ID:
-        written = await services(info).run(services(info).ledger.delete_queue, str(id), actor=actor(info))
+        written = await services(info).run(services(info).ledger.queues.delete, str(id), actor=actor(info))
         return strawberry.ID(written.id)
 
     @strawberry.mutation
     async def add_queue_tags(self, info: Info[Context, None], id: strawberry.ID, tags: JSON) -> Queue:
-        written = await services(info).run(services(info).ledger.add_queue_tags, str(id), tags, actor=actor(info))
+        written = await services(info).run(services(info).ledger.queues.add_tags, str(id), tags, actor=actor(info))
         return await _queue(info, written.id)
 
     @strawberry.mutation
     async def remove_queue_tags(self, info: Info[Context, None], id: strawberry.ID, keys: list[str]) -> Queue:
         written = await services(info).run(
-            services(info).ledger.remove_queue_tags, str(id), list(keys), actor=actor(info)
+            services(info).ledger.queues.remove_tags, str(id), list(keys), actor=actor(info)
         )
         return await _queue(info, written.id)
 
@@ -213,7 +177,7 @@ class Mutation(WorkMutation):
     async def create_job(self, info: Info[Context, None], input: CreateJobInput) -> Job:
         tasks = _or(input.tasks)
         written = await services(info).run(
-            services(info).ledger.create_job,
+            services(info).ledger.jobs.create,
             queue=_or(input.queue),
             code=_or(input.code),
             source=_or(input.source),
@@ -234,12 +198,12 @@ class Mutation(WorkMutation):
             for name in ("status", "priority", "metadata", "queue", "destination", "max_attempts")
             if getattr(input, name) is not strawberry.UNSET
         }
-        written = await services(info).run(services(info).ledger.update_job, str(id), **changes, actor=actor(info))
+        written = await services(info).run(services(info).ledger.jobs.update, str(id), **changes, actor=actor(info))
         return await _job(info, written.id)
 
     @strawberry.mutation
     async def delete_job(self, info: Info[Context, None], id: strawberry.ID) -> strawberry.ID:
-        written = await services(info).run(services(info).ledger.delete_job, str(id), actor=actor(info))
+        written = await services(info).run(services(info).ledger.jobs.delete, str(id), actor=actor(info))
         return strawberry.ID(written.id)
 
     @strawberry.mutation(
@@ -254,7 +218,7 @@ class Mutation(WorkMutation):
         allow_duplicates: bool | None = True,
     ) -> list[Task]:
         written = await services(info).run(
-            services(info).ledger.add_tasks,
+            services(info).ledger.jobs.add_tasks,
             str(job_id),
             [t.spec() for t in tasks],
             allow_duplicates=True if allow_duplicates is None else allow_duplicates,
@@ -267,6 +231,6 @@ class Mutation(WorkMutation):
         self, info: Info[Context, None], job_id: strawberry.ID, tasks: list[TaskUpdateInput]
     ) -> list[Task]:
         written = await services(info).run(
-            services(info).ledger.update_tasks, str(job_id), [t.update() for t in tasks], actor=actor(info)
+            services(info).ledger.jobs.update_tasks, str(job_id), [t.update() for t in tasks], actor=actor(info)
         )
         return await _tasks(info, written.ids)

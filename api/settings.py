@@ -5,17 +5,22 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from domain.storage import DEFAULT_DATABASE_URL
+from persistence import DEFAULT_DATABASE_URL
+
+MIB = 1024 * 1024
 
 
-def _int_env(name: str, default: int) -> int:
+def _int_env(name: str, default: int, unit: str = "seconds", minimum: int = 0) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise SystemExit(f"{name} must be a whole number of seconds, not {raw!r}") from None
+        raise SystemExit(f"{name} must be a whole number of {unit}, not {raw!r}") from None
+    if value < minimum:
+        raise SystemExit(f"{name} must be at least {minimum}, not {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,11 @@ class Settings:
     finished_grace_s: int = 3600
     archive_after_s: int = 14 * 24 * 3600
     command_threads: int = 16
+    # Hostile input: what one request, one websocket message and one client may take.
+    max_body_bytes: int = MIB  # an HTTP request's body (and a GET's query string)
+    max_ws_message_bytes: int = 64 * 1024  # one websocket message
+    max_subscriptions_per_connection: int = 100  # operations running at once on one websocket
+    max_subscriptions: int = 10_000  # operations running at once on all websockets of this instance
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -33,6 +43,12 @@ class Settings:
             database_url=os.environ.get("JOBLEDGER_DATABASE_URL") or DEFAULT_DATABASE_URL,
             finished_grace_s=_int_env("JOBLEDGER_FINISHED_GRACE", 3600),
             archive_after_s=_int_env("JOBLEDGER_ARCHIVE_AFTER", 14 * 24 * 3600),
+            max_body_bytes=_int_env("JOBLEDGER_MAX_BODY_BYTES", MIB, "bytes", minimum=1),
+            max_ws_message_bytes=_int_env("JOBLEDGER_MAX_WS_MESSAGE_BYTES", 64 * 1024, "bytes", minimum=1),
+            max_subscriptions_per_connection=_int_env(
+                "JOBLEDGER_MAX_SUBSCRIPTIONS_PER_CONNECTION", 100, "subscriptions", minimum=1
+            ),
+            max_subscriptions=_int_env("JOBLEDGER_MAX_SUBSCRIPTIONS", 10_000, "subscriptions", minimum=1),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -1,30 +1,119 @@
-"""Subscriptions, fed by the projections' change feed.
+"""Subscriptions, fed by the projections' change feed, and what keeps them affordable.
 
 A change names the jobs it touched; all subscribers of one job share one read
-per change (SharedReads), however many there are.
+per change (SharedReads), however many there are. History replays (`events`)
+go through Replays: paged, read only as fast as the consumer takes them, and
+all of them together taking about one client's share of the server. Slots
+bounds the operations running at once on one websocket and on the instance.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from typing import Any
 
 import strawberry
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
 
-from api.context import Context, new_loaders, services
+from api.context import Context, Services, new_loaders, services
 from api.errors import guarded
 from api.types import Event, Job, JobProgress, Long
-from domain.errors import NotFoundError
-from domain.history import History
+from domain.errors import NotFoundError, ValidationError
+from domain.history import History, Record
 from domain.job import FINISHED
 from projections.feed import Change
 from projections.query import ReadModels
 from projections.stores import Row
 
 _PROGRESS_FIELDS = ("status", "progress", "speed", "etr", "size")
+REPLAY_PAGE = 50  # events a replay reads at a time, and so holds at most
+REPLAY_CHUNK = 10  # events a replay sends per turn before letting others run
+REPLAY_READERS = 1  # page reads of all replays at once, in the shared command pool
+REPLAY_POLL_S = 1.0  # a live replay re-reads the log this often even when no change is announced
+
+ReadPage = Callable[[int, int], list[Record]]  # (after position, limit) -> records, oldest first
+
+
+class Replays:
+    """What every history replay of this instance shares, so that a flood of them costs other
+    clients little: at most REPLAY_READERS page reads at once in the command pool (commands
+    keep the rest), and one chunk of REPLAY_CHUNK events sent per turn, turns taken in order,
+    so that however many replays run, together they take about one task's share of the loop."""
+
+    def __init__(self, services: Services, page: int = REPLAY_PAGE, chunk: int = REPLAY_CHUNK) -> None:
+        self.services = services
+        self.page = page
+        self.chunk = chunk
+        self._readers = asyncio.Semaphore(REPLAY_READERS)
+        self._turns = asyncio.Lock()  # FIFO: waiting replays take turns in arrival order
+        self.pages_read = 0  # for tests and diagnostics
+
+    async def turn(self) -> None:
+        """Wait until it is this replay's turn; it holds the turn only across one pass of the loop."""
+        async with self._turns:
+            await asyncio.sleep(0)
+
+    async def records(self, read: ReadPage, after: int) -> AsyncGenerator[Record, None]:
+        """Records after `after` that are in the store now, a page at a time. The next page is read
+        only when the consumer has taken every record of this one: a consumer that stops reading
+        (its websocket sends block) stops the reads, and the replay holds one page, never more."""
+        while True:
+            async with self._readers:
+                page = await self.services.call(read, after, self.page)
+            self.pages_read += 1
+            for n, record in enumerate(page):
+                if n % self.chunk == 0:
+                    await self.turn()
+                yield record
+                after = record.position
+            if len(page) < self.page:
+                return
+
+
+class Slots:
+    """Operations (subscriptions, and queries sent over a websocket) running at once: at most
+    `per_connection` on one websocket and `total` on this instance. A refusal is a VALIDATION
+    error that says the limit."""
+
+    def __init__(self, per_connection: int, total: int) -> None:
+        self.per_connection = per_connection
+        self.total = total
+        self.used = 0
+
+    def take(self, on_connection: int) -> None:
+        """Count one more operation, beside the `on_connection` already running on its websocket."""
+        if on_connection >= self.per_connection:
+            raise ValidationError(
+                "subscriptions",
+                f"at most {self.per_connection} operations may run at once on one connection; "
+                "stop one (complete/stop) or open another connection",
+            )
+        if self.used >= self.total:
+            raise ValidationError(
+                "subscriptions",
+                f"this server runs at most {self.total} operations at once for all its clients; "
+                "try again later or use another instance",
+            )
+        self.used += 1
+
+    def give_back(self) -> None:
+        self.used = max(0, self.used - 1)
+
+
+class PerEventExecution(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core 3.3 memoises the subfields it collects by the identity of a list it builds
+    afresh for every subscription event, in a dict that all the events of one subscription
+    share: every event sent added an entry that lived as long as the subscription (150 replays
+    of 20,000 events held millions). Here each event's executor gets a memo of its own."""
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        executor = super().build_per_event_executor(payload)
+        executor._relevant_sub_fields = {}
+        return executor
 
 
 class SharedReads:
@@ -130,25 +219,33 @@ class Subscription:
         types: list[str] | None = strawberry.UNSET,
     ) -> AsyncGenerator[Event, None]:
         svc = services(info)
+        replays: Replays = info.context["replays"]
         history = History(svc.ledger)
-        types = types or None
-        history.topics_for(types)  # unknown type names fail at once
+        wanted = types or None
+        history.topics_for(wanted)  # unknown type names fail at once
         last = after if isinstance(after, int) else await svc.call(svc.ledger.position)
-        changes = svc.read_side.feed.subscribe(heartbeat=0.25)
-        try:
-            while True:
-                if aggregate_id:
-                    found = await svc.call(history.of_aggregate, str(aggregate_id))
-                    records = [r for r in found if r.position > last and (not types or r.type in types)]
-                else:
-                    records = await svc.call(history.read, last, 500, types)
-                for count, record in enumerate(records, start=1):
+        if last < 0:
+            raise ValidationError("after", "must be a position, 0 or more")
+        read = _aggregate_reader(history, str(aggregate_id), wanted) if aggregate_id else _log_reader(history, wanted)
+        feed = svc.read_side.feed
+        while True:
+            # Everything up to `seen` is in the store before the read below starts, so waiting
+            # for the feed to pass `seen` afterwards can miss nothing (no gap, no duplicate).
+            seen = feed.position
+            async with aclosing(replays.records(read, last)) as records:
+                async for record in records:
                     yield Event.from_record(record)
                     last = record.position
-                    if count % 50 == 0:
-                        await asyncio.sleep(0)  # a long replay must not hold up other requests
-                if len(records) == 500:
-                    continue
-                await changes.__anext__()  # wait for the next batch (or a tick)
-        finally:
-            await changes.aclose()
+            await feed.wait_for_async(seen + 1, REPLAY_POLL_S)
+
+
+def _log_reader(history: History, types: list[str] | None) -> ReadPage:
+    return lambda after, limit: history.read(after, limit, types)
+
+
+def _aggregate_reader(history: History, aggregate_id: str, types: list[str] | None) -> ReadPage:
+    def read(after: int, limit: int) -> list[Record]:
+        found = history.of_aggregate(aggregate_id)
+        return [r for r in found if r.position > after and (not types or r.type in types)][:limit]
+
+    return read

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
-from typing import Any, Generic, NewType, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
@@ -14,13 +14,15 @@ from strawberry.types import Info
 
 from api.context import Context, loaders
 from api.event_pages import read_events
+from api.fields import from_columns, with_catalogue
+from domain import catalogue
 from domain import job as job_domain
 from domain import queue as queue_domain
 from domain import task as task_domain
 from projections.query import Page
 from projections.reasons import job_reason, task_reason
 
-Long = NewType("Long", int)
+Long = catalogue.Long  # a 64-bit whole number (a size, a position), served as the Long scalar
 
 
 def _parse_long(value: object) -> int:
@@ -64,21 +66,14 @@ class PageInfo:
 
 
 @strawberry.type
+@with_catalogue(catalogue.QUEUE, after="id")
 class Queue:
+    """The fields of `domain.catalogue.QUEUE` (code, priority, status, default, ...) come
+    after `id`; these are the ones the read model adds."""
+
     id: strawberry.ID
-    code: str
-    priority: int
-    status: QueueStatus  # type: ignore[valid-type]
     state: QueueState  # type: ignore[valid-type]
-    default: bool
     uri: str
-    description: str
-    metadata: JSON
-    tags: JSON
-    max_concurrency: int | None
-    idle_timeout_s: int | None
-    execution_mode: ExecutionMode  # type: ignore[valid-type]
-    max_attempts: int | None = strawberry.field(description="tries per task before it fails; null: 3")
     group: str = strawberry.field(description="code of the group that owns it")
     total_jobs: int
     successful_jobs: int
@@ -94,19 +89,9 @@ class Queue:
     def from_row(cls, row: dict[str, Any]) -> Queue:
         return cls(
             id=strawberry.ID(row["id"]),
-            code=row["code"],
-            priority=row["priority"],
-            status=queue_domain.QueueStatus(row["status"]),
+            **from_columns(catalogue.QUEUE, row),
             state=queue_domain.QueueState(row["state"]),
-            default=bool(row["is_default"]),
             uri=row["uri"],
-            description=row["description"],
-            metadata=_json(row["metadata"]),
-            tags=_json(row["tags"]),
-            max_concurrency=row["max_concurrency"],
-            idle_timeout_s=row["idle_timeout_s"],
-            execution_mode=queue_domain.ExecutionMode(row["execution_mode"]),
-            max_attempts=row["max_attempts"],
             group=row.get("group") or queue_domain.BUILTIN_GROUP,
             total_jobs=row["total_jobs"],
             successful_jobs=row["successful_jobs"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import strawberry
@@ -10,16 +11,33 @@ from strawberry.types import Info
 
 from api.context import Context, actor, services
 from api.types import Long, Task, TaskLease
-from domain.dispatch import check_claim, task_id_of
+from domain.dispatch import Candidates, task_id_of
 from domain.errors import ConflictError
-
-CLAIM_ROUNDS = 3
 
 
 @strawberry.input
 class Completion:
     lease_id: strawberry.ID
     result: JSON | None = strawberry.UNSET
+
+
+def _candidates(info: Info[Context, Any], queues: list[str] | None) -> Candidates:
+    """The read model's claim candidates, for a claim running in the command thread pool:
+    each ask is answered on this event loop."""
+    loop = asyncio.get_running_loop()
+    svc = services(info)
+
+    async def read(count: int, seen: int) -> list[str]:
+        if seen:
+            await svc.read_side.wait_for(seen, svc.wait_timeout)
+        found: list[str] = await info.context["read"].claim_candidates(queues, count)
+        return found
+
+    def ask(count: int, seen: int) -> list[str]:
+        # Bounded, so that a claim never waits for ever on a loop that has stopped.
+        return asyncio.run_coroutine_threadsafe(read(count, seen), loop).result(timeout=2 * svc.wait_timeout + 10)
+
+    return ask
 
 
 async def _task_rows(info: Info[Context, Any], task_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -39,28 +57,18 @@ class WorkMutation:
         lease_seconds: int | None = 60,
     ) -> list[TaskLease]:
         svc = services(info)
-        limit = 1 if limit is None else limit
-        lease_seconds = 60 if lease_seconds is None else lease_seconds
-        check_claim(worker, limit, lease_seconds)  # also when no task is there to claim
-        leases: list[str] = []
-        for _ in range(CLAIM_ROUNDS):  # candidates others took first cost another round
-            wanted = limit - len(leases)
-            candidates = await info.context["read"].claim_candidates(queues or None, wanted * 4 + 16)
-            if not candidates:
-                break
-            written = await svc.run(
-                svc.ledger.claim_tasks,
-                worker,
-                candidates,
-                limit=wanted,
-                lease_seconds=lease_seconds,
-                actor=actor(info) or worker,
-            )
-            leases += written.ids
-            if len(leases) >= limit or len(candidates) < wanted * 4 + 16:
-                break
-        rows = await _task_rows(info, [task_id_of(lease) for lease in leases])
-        return [TaskLease.from_row(lease, rows[task_id_of(lease)]) for lease in leases if task_id_of(lease) in rows]
+        written = await svc.run(
+            svc.ledger.dispatch.claim,
+            worker,
+            _candidates(info, queues or None),
+            limit=1 if limit is None else limit,
+            lease_seconds=60 if lease_seconds is None else lease_seconds,
+            actor=actor(info) or worker,
+        )
+        rows = await _task_rows(info, [task_id_of(lease) for lease in written.ids])
+        return [
+            TaskLease.from_row(lease, rows[task_id_of(lease)]) for lease in written.ids if task_id_of(lease) in rows
+        ]
 
     @strawberry.mutation(description="Renew a lease and report progress; CONFLICT when it is over.")
     async def heartbeat(
@@ -73,7 +81,7 @@ class WorkMutation:
     ) -> TaskLease:
         svc = services(info)
         await svc.run(
-            svc.ledger.heartbeat,
+            svc.ledger.dispatch.heartbeat,
             str(lease_id),
             progress=progress or (0 if progress == 0 else None),
             bytes_done=bytes_done if isinstance(bytes_done, int) else None,
@@ -92,7 +100,7 @@ class WorkMutation:
     ) -> Task:
         svc = services(info)
         written = await svc.run(
-            svc.ledger.complete_task,
+            svc.ledger.dispatch.complete,
             str(lease_id),
             None if result is strawberry.UNSET else result,
             actor=actor(info),
@@ -103,7 +111,7 @@ class WorkMutation:
     async def complete_tasks(self, info: Info[Context, None], completions: list[Completion]) -> list[Task]:
         svc = services(info)
         pairs = [(str(c.lease_id), None if c.result is strawberry.UNSET else c.result) for c in completions]
-        written = await svc.run(svc.ledger.complete_tasks, pairs, actor=actor(info))
+        written = await svc.run(svc.ledger.dispatch.complete_many, pairs, actor=actor(info))
         rows = await _task_rows(info, written.ids)
         return [Task.from_row(rows[i]) for i in written.ids]
 
@@ -112,11 +120,13 @@ class WorkMutation:
         self, info: Info[Context, None], lease_id: strawberry.ID, error: str, retry: bool | None = True
     ) -> Task:
         svc = services(info)
-        written = await svc.run(svc.ledger.fail_task, str(lease_id), error, retry=retry is not False, actor=actor(info))
+        written = await svc.run(
+            svc.ledger.dispatch.fail, str(lease_id), error, retry=retry is not False, actor=actor(info)
+        )
         return Task.from_row((await _task_rows(info, written.ids))[written.id])
 
     @strawberry.mutation(description="Give a leased task back unworked (e.g. on shutdown); not an attempt.")
     async def release_task(self, info: Info[Context, None], lease_id: strawberry.ID) -> Task:
         svc = services(info)
-        written = await svc.run(svc.ledger.release_task, str(lease_id), actor=actor(info))
+        written = await svc.run(svc.ledger.dispatch.release, str(lease_id), actor=actor(info))
         return Task.from_row((await _task_rows(info, written.ids))[written.id])

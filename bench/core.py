@@ -147,7 +147,7 @@ def create_sequentially(ledger: Ledger, jobs: int) -> list[Row]:
         started = time.perf_counter()
         for i in range(jobs):
             t0 = time.perf_counter()
-            ledger.create_job(tasks=job_tasks(i), actor=ACTOR)
+            ledger.jobs.create(tasks=job_tasks(i), actor=ACTOR)
             latencies.append(time.perf_counter() - t0)
             progress.add()
         elapsed = time.perf_counter() - started
@@ -187,7 +187,7 @@ def client_create(ledger: Ledger, i: int, resent: Counter[str]) -> None:
     (ConflictError) or fails unexpectedly; `resent` counts why, by exception type."""
     for _ in range(CLIENT_ATTEMPTS):
         try:
-            ledger.create_job(tasks=job_tasks(i), actor=ACTOR)
+            ledger.jobs.create(tasks=job_tasks(i), actor=ACTOR)
             return
         except ConflictError:
             resent["gave up"] += 1

@@ -54,7 +54,7 @@ def through_ledger(url: str, count: int, runs: int) -> list[float]:
     try:
 
         def once(run: int) -> None:
-            ledger.create_job(destination="/out", tasks=tasks_of(run, count), actor="bench")
+            ledger.jobs.create(destination="/out", tasks=tasks_of(run, count), actor="bench")
 
         return timed(runs, once)
     finally:

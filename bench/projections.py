@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.databases import fresh_postgres  # noqa: E402
 from domain.ledger import Ledger, Written  # noqa: E402
-from domain.storage import parse_database_url  # noqa: E402
+from persistence import parse_database_url  # noqa: E402
 from projections import batch as batch_module  # noqa: E402
 from projections.feed import ChangeFeed  # noqa: E402
 from projections.query import ReadModels, Sort  # noqa: E402
@@ -116,12 +116,12 @@ def sqlite_database() -> Iterator[str]:
 
 
 def create_job(ledger: Ledger, queue: str, n: int) -> Written:
-    return ledger.create_job(queue=queue, tasks=TASKS, destination="/out", priority=n % 1001, actor="bench")
+    return ledger.jobs.create(queue=queue, tasks=TASKS, destination="/out", priority=n % 1001, actor="bench")
 
 
 def bench_queues(ledger: Ledger, count: int) -> list[str]:
     """One queue per writer thread, so writers never collide on a queue aggregate."""
-    return [ledger.create_queue(f"bench-{i}", actor="bench").id for i in range(count)]
+    return [ledger.queues.create(f"bench-{i}", actor="bench").id for i in range(count)]
 
 
 def write_events(ledger: Ledger, queues: list[str], events: int, tag: str) -> float:

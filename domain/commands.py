@@ -1,4 +1,10 @@
-"""The command runner: atomic saves, actors, and clean retries on version conflicts."""
+"""The command runner: atomic saves, actors, and clean retries on version conflicts.
+
+Application services (`domain.queues`, `domain.jobs`, `domain.dispatch`) write their
+commands as methods taking a fresh `UnitOfWork`; `@command` runs them through the
+service's `Runner`, which knows nothing of the services or of the application beyond
+the `Store` protocol.
+"""
 
 from __future__ import annotations
 
@@ -6,43 +12,25 @@ import functools
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from eventsourcing.persistence import IntegrityError
 
-from domain.base import acting_as
+from domain.base import LedgerAggregate, acting_as
 from domain.errors import ConflictError
 from domain.limits import MAX_NAME
 from domain.rules import check_optional_string
-from domain.unit_of_work import UnitOfWork, remember
-
-if TYPE_CHECKING:
-    from domain.ledger import Ledger
+from domain.unit_of_work import Loader, UnitOfWork
 
 MAX_COMMAND_ATTEMPTS = 30
-_RETRY_TURN = threading.Lock()
-
-
-def _attempt(ledger: Ledger, fn: Callable[..., list[str]], args: Any, kwargs: Any) -> Written | None:
-    """Run the command once from fresh state and save; None if another writer won."""
-    uow = UnitOfWork(ledger.repository, ledger.select_events_after)
-    ids = fn(ledger, uow, *args, **kwargs)
-    changed = uow.changed()
-    if not changed:
-        return Written(ids=ids, position=ledger.position())
-    try:
-        recordings = ledger.save(*changed)
-    except IntegrityError:
-        return None
-    remember(ledger.repository, changed)
-    return Written(ids=ids, position=max(r.notification.id for r in recordings))
 
 
 @dataclass(frozen=True)
 class Written:
-    """What a command wrote: the ids it answers with, and the store position of its last event."""
+    """What a command wrote: the ids it answers with, and the store position of its last
+    event (or of the store when it wrote nothing; 0 when it read nothing either)."""
 
     ids: list[str] = field(default_factory=list)
     position: int = 0
@@ -52,28 +40,80 @@ class Written:
         return self.ids[0]
 
 
-def command(fn: Callable[..., list[str]]) -> Callable[..., Written]:
-    """Run `fn` as one atomic command, recording `actor`; retry it from fresh state on a
-    version conflict, and report CONFLICT if other writers keep winning."""
+class Recorded(Protocol):
+    """A saved event's place in the store's global log."""
 
-    @functools.wraps(fn)
-    def run(self: Ledger, *args: Any, actor: str | None = None, **kwargs: Any) -> Written:
+    @property
+    def notification(self) -> Any: ...
+
+
+class Store(Protocol):
+    """What the runner needs of the application: an atomic save and the log's head."""
+
+    def save(self, *objs: Any) -> Sequence[Recorded]: ...
+
+    def position(self) -> int: ...
+
+
+class Runner:
+    """Runs one command at a time from fresh state in a UnitOfWork and saves what it
+    changed in one atomic save. Retries after a lost race take turns on `retry_turn`, a
+    lock the application owns: many writers on one hot aggregate (a busy queue) in one
+    process then make progress instead of colliding forever."""
+
+    def __init__(self, store: Store, loader: Loader, retry_turn: threading.Lock) -> None:
+        self.store = store
+        self.loader = loader
+        self.retry_turn = retry_turn
+
+    def run(self, name: str, fn: Callable[[UnitOfWork], list[str]], actor: str | None) -> Written:
+        """Run `fn` as one atomic command, recording `actor` on its events; retry it from
+        fresh state on a version conflict, and report CONFLICT if other writers keep winning."""
         check_optional_string("actor", actor, MAX_NAME)  # recorded on every event it writes
         with acting_as(actor):
-            written = _attempt(self, fn, args, kwargs)
+            written = self._attempt(fn)
             if written is not None:
                 return written
-            # Lost a race. Retries in this process take turns, so that many writers on
-            # one hot aggregate (a busy queue) make progress instead of colliding forever.
-            with _RETRY_TURN:
+            with self.retry_turn:
                 for attempt in range(MAX_COMMAND_ATTEMPTS):
-                    written = _attempt(self, fn, args, kwargs)
+                    written = self._attempt(fn)
                     if written is not None:
                         return written
                     time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 5)))
-        raise ConflictError(
-            f"{fn.__name__.replace('_', ' ')} kept colliding with other writers "
-            f"({MAX_COMMAND_ATTEMPTS} attempts); try again"
-        )
+        raise ConflictError(f"{name} kept colliding with other writers ({MAX_COMMAND_ATTEMPTS} attempts); try again")
+
+    def _attempt(self, fn: Callable[[UnitOfWork], list[str]]) -> Written | None:
+        """Run the command once from fresh state and save; None if another writer won."""
+        uow = UnitOfWork(self.loader)
+        ids = fn(uow)
+        changed: list[LedgerAggregate] = uow.changed()
+        if not changed:
+            return Written(ids=ids, position=self.store.position())
+        try:
+            recordings = self.store.save(*changed)
+        except IntegrityError:
+            return None
+        self.loader.remember(changed)
+        return Written(ids=ids, position=max(r.notification.id for r in recordings))
+
+
+class Service:
+    """An application service: a group of commands sharing one runner."""
+
+    name = "ledger"  # how its commands are named in errors: `queues.create`
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+
+def command(fn: Callable[..., list[str]]) -> Callable[..., Written]:
+    """Make `fn(self, uow, *args, **kwargs) -> ids`, a method of a Service, a command:
+    called as `service.fn(*args, actor=..., **kwargs)`, it runs atomically through the
+    service's runner and answers with what it wrote."""
+    command_name = fn.__name__.strip("_")
+
+    @functools.wraps(fn)
+    def run(self: Service, *args: Any, actor: str | None = None, **kwargs: Any) -> Written:
+        return self.runner.run(f"{self.name}.{command_name}", lambda uow: fn(self, uow, *args, **kwargs), actor)
 
     return run

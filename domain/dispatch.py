@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from uuid import UUID
 
-from domain.commands import Written, command
+from domain.commands import Runner, Service, Written, command
 from domain.errors import ConflictError, NotFoundError, ValidationError
-from domain.job import DEFAULT_MAX_ATTEMPTS, Job, JobStatus
+from domain.job import Job, JobStatus
+from domain.lifecycle import max_attempts, set_status, settle
 from domain.limits import (
     MAX_BYTES,
     MAX_CLAIM,
@@ -32,24 +33,24 @@ from domain.rules import UNSTORABLE, check_json, check_number, check_string
 from domain.task import IN_FLIGHT, Task, TaskStatus
 from domain.unit_of_work import UnitOfWork
 
-if TYPE_CHECKING:
-    from domain.ledger import Ledger
+# A claim asks for candidates again when others took those it was given first, this
+# many times at most.
+CLAIM_ROUNDS = 3
 
 
-def in_turn(fn: Callable[..., Written]) -> Callable[..., Written]:
-    """Claims, completions and failures in one process take turns. Run side by side they
-    mostly collide: concurrent claimers hold the same candidates, and claims and
-    completions of neighbouring tasks meet on their job and queue, so most of them would
-    be redone from fresh state. In turn, a claim finds the tasks taken before it (in the
-    cache, at no cost) and leases the next ones. Heartbeats, which touch only their task,
-    run freely; other processes still meet these as version conflicts, retried."""
+class Candidates(Protocol):
+    """Where a claim finds its candidates: the read model's queued tasks."""
 
-    @functools.wraps(fn)
-    def run(self: Any, *args: Any, **kwargs: Any) -> Written:
-        with self.dispatching:
-            return fn(self, *args, **kwargs)
+    def __call__(self, count: int, seen: int) -> Sequence[str]:
+        """Up to `count` ids of queued tasks of dispatchable jobs, in hand-out order, read
+        from a read model that includes at least store position `seen` (0: as it is)."""
+        ...
 
-    return run
+
+def over_fetch(wanted: int) -> int:
+    """How many candidates to ask for to hand out `wanted` tasks: some will be stale
+    (claimed by others since the read model saw them, or their queue is full)."""
+    return wanted * 4 + 16
 
 
 DISPATCHABLE = frozenset({JobStatus.WAITING, JobStatus.RUNNING})
@@ -57,7 +58,7 @@ DISPATCHABLE = frozenset({JobStatus.WAITING, JobStatus.RUNNING})
 
 def check_claim(worker: object, limit: object, lease_seconds: object) -> None:
     """A claim's worker name, number of tasks and lease time are within their limits.
-    The API checks a claim before it looks for candidates, so that a claim that finds
+    A claim is checked before candidates are looked for, so that a claim that finds
     nothing is refused all the same."""
     check_string("worker", worker, MAX_NAME, blank=False)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_CLAIM:
@@ -110,32 +111,77 @@ def _now(now: datetime | None) -> datetime:
     return now or datetime.now(UTC)
 
 
-class Dispatch:
-    """The worker-facing commands of the Ledger."""
+def in_turn(fn: Callable[..., Written]) -> Callable[..., Written]:
+    """Claims, completions and failures in one process take turns. Run side by side they
+    mostly collide: concurrent claimers hold the same candidates, and claims and
+    completions of neighbouring tasks meet on their job and queue, so most of them would
+    be redone from fresh state. In turn, a claim finds the tasks taken before it (in the
+    cache, at no cost) and leases the next ones. Heartbeats, which touch only their task,
+    run freely; other processes still meet these as version conflicts, retried."""
 
-    dispatching: threading.Lock
+    @functools.wraps(fn)
+    def run(self: DispatchCommands, *args: Any, **kwargs: Any) -> Written:
+        with self.turn:
+            return fn(self, *args, **kwargs)
 
-    def max_attempts(self: Any, uow: UnitOfWork, job: Job) -> int:
-        """The job's own limit, else its queue's, else 3."""
-        if job.max_attempts:
-            return int(job.max_attempts)
-        queue = uow.get(Queue, job.queue_id, allow_deleted=True)
-        return int(queue.max_attempts or DEFAULT_MAX_ATTEMPTS)
+    return run
 
-    @in_turn
-    @command
-    def claim_tasks(
-        self: Ledger,
-        uow: UnitOfWork,
+
+class DispatchCommands(Service):
+    """The worker-facing commands (`ledger.dispatch`). Each takes `actor=` and answers
+    with `Written`: lease ids for a claim, else the ids of the tasks it changed."""
+
+    name = "dispatch"
+
+    def __init__(self, runner: Runner, turn: threading.Lock) -> None:
+        """`turn` is the lock claims, completions and failures take turns on (see `in_turn`)."""
+        super().__init__(runner)
+        self.turn = turn
+
+    def claim(
+        self,
         worker: str,
-        candidates: list[str],
+        candidates: Candidates | Sequence[str],
+        *,
         limit: int = 1,
         lease_seconds: int = 60,
         now: datetime | None = None,
+        actor: str | None = None,
+    ) -> Written:
+        """Lease up to `limit` tasks that may run now, in the order of the candidates;
+        answers with the lease ids (none when there is nothing to do).
+
+        `candidates` is the read model's source of them, asked again (up to CLAIM_ROUNDS
+        times, from a read model that includes the leases made so far) while others take
+        the ones it gave first; or a list of task ids, tried once in its order."""
+        check_claim(worker, limit, lease_seconds)  # also when no task is there to claim
+        source = candidates if callable(candidates) else _once(candidates)
+        leases: list[str] = []
+        position = 0
+        for _ in range(CLAIM_ROUNDS):
+            wanted = limit - len(leases)
+            offered = list(source(over_fetch(wanted), position))
+            if not offered:
+                break
+            written = self._claim(worker, offered, wanted, lease_seconds, now, actor=actor)
+            leases += written.ids
+            position = max(position, written.position)
+            if len(leases) >= limit or len(offered) < over_fetch(wanted):
+                break
+        return Written(ids=leases, position=position)
+
+    @in_turn
+    @command
+    def _claim(
+        self,
+        uow: UnitOfWork,
+        worker: str,
+        candidates: list[str],
+        limit: int,
+        lease_seconds: int,
+        now: datetime | None,
     ) -> list[str]:
-        """Lease up to `limit` of the candidate tasks (in their order) that may run now;
-        answers with the lease ids."""
-        check_claim(worker, limit, lease_seconds)
+        """One round of a claim: lease up to `limit` of the candidates, in their order."""
         leases: list[str] = []
         notes: dict[str, tuple[Job, dict[str, str]]] = {}
         fetched = 0
@@ -145,7 +191,7 @@ class Dispatch:
             if index >= fetched:  # load the next stretch of candidates in one query
                 fetched = index + 2 * (limit - len(leases)) + 2
                 uow.prefetch(Task, candidates[index:fetched], _job_and_queue)
-            claimed = self._claim_one(uow, task_id, worker, lease_seconds, _now(now))
+            claimed = _claim_one(uow, task_id, worker, lease_seconds, _now(now))
             if claimed is not None:
                 lease_id, task, job = claimed
                 leases.append(lease_id)
@@ -154,39 +200,9 @@ class Dispatch:
             job.note_tasks(statuses)
         return leases
 
-    def _claim_one(
-        self: Any, uow: UnitOfWork, task_id: str, worker: str, lease_seconds: int, now: datetime
-    ) -> tuple[str, Task, Job] | None:
-        task = uow.find(Task, task_id)
-        if task is None or task.status != TaskStatus.QUEUED:
-            return None
-        job = uow.find(Job, task.job_id)
-        if job is None or job.status not in DISPATCHABLE:
-            return None
-        queue = uow.get(Queue, job.queue_id, allow_deleted=True)
-        if not queue.is_enabled:
-            return None
-        if job.status != JobStatus.RUNNING:
-            if not queue.has_room:
-                return None
-            self._set_status(uow, job, JobStatus.RUNNING, by_user=False)
-        return task.claim(worker, lease_seconds, now), task, job
-
-    def _leased(self: Any, uow: UnitOfWork, lease_id: str, now: datetime) -> tuple[Task, Job]:
-        """The task and job of a live lease; CONFLICT if the lease or its job is over."""
-        try:
-            task = uow.get(Task, task_id_of(lease_id))
-        except NotFoundError:
-            raise NotFoundError("Lease", lease_id) from None
-        task.check_lease(str(lease_id), now)
-        job = uow.find(Job, task.job_id)
-        if job is None or job.status == JobStatus.ABORTED:
-            raise ConflictError(f"the job of lease {lease_id} was aborted or deleted; stop working on it")
-        return task, job
-
     @command
     def heartbeat(
-        self: Ledger,
+        self,
         uow: UnitOfWork,
         lease_id: str,
         progress: int | None = None,
@@ -205,26 +221,25 @@ class Dispatch:
             raise ValidationError("bytesDone", f"must be a number of bytes from 0 to {MAX_BYTES}")
         if speed is not None:
             check_number("speed", speed, 0, MAX_SPEED)
-        task, _ = self._leased(uow, lease_id, _now(now))
+        task, _ = _leased(uow, lease_id, _now(now))
         task.renew(str(lease_id), _now(now), progress, bytes_done, speed)
         return [str(lease_id)]
 
     @in_turn
     @command
-    def complete_task(
-        self: Ledger, uow: UnitOfWork, lease_id: str, result: Any = None, now: datetime | None = None
-    ) -> list[str]:
+    def complete(self, uow: UnitOfWork, lease_id: str, result: Any = None, now: datetime | None = None) -> list[str]:
+        """The work is done: the task is DONE with its `result` (any JSON)."""
         result = check_json("result", result)
-        task, job = self._leased(uow, lease_id, _now(now))
+        task, job = _leased(uow, lease_id, _now(now))
         task.complete(str(lease_id), _now(now), result)
         job.note_task_status(str(task.id), str(task.status))
-        self._settle(uow, job)
+        settle(uow, job)
         return [str(task.id)]
 
     @in_turn
     @command
-    def complete_tasks(
-        self: Ledger, uow: UnitOfWork, completions: list[tuple[str, Any]], now: datetime | None = None
+    def complete_many(
+        self, uow: UnitOfWork, completions: list[tuple[str, Any]], now: datetime | None = None
     ) -> list[str]:
         """Complete many leases in one atomic save (workers finishing small tasks in bulk).
         Any lease that is no longer live refuses the whole batch with CONFLICT."""
@@ -235,19 +250,19 @@ class Dispatch:
         done: list[str] = []
         notes: dict[str, tuple[Job, dict[str, str]]] = {}
         for lease_id, result in completions:
-            task, job = self._leased(uow, lease_id, _now(now))
+            task, job = _leased(uow, lease_id, _now(now))
             task.complete(str(lease_id), _now(now), result)
             notes.setdefault(str(job.id), (job, {}))[1][str(task.id)] = str(task.status)
             done.append(str(task.id))
         for job, statuses in notes.values():
             job.note_tasks(statuses)
-            self._settle(uow, job)
+            settle(uow, job)
         return done
 
     @in_turn
     @command
-    def fail_task(
-        self: Ledger,
+    def fail(
+        self,
         uow: UnitOfWork,
         lease_id: str,
         error: str,
@@ -256,16 +271,16 @@ class Dispatch:
     ) -> list[str]:
         """The attempt failed: queue the task again, or fail it for good after maxAttempts."""
         error = error_text(error)
-        task, job = self._leased(uow, lease_id, _now(now))
-        final = not retry or task.attempts >= self.max_attempts(uow, job)
+        task, job = _leased(uow, lease_id, _now(now))
+        final = not retry or task.attempts >= max_attempts(uow, job)
         task.fail_attempt(str(lease_id), error, final=final)
         job.note_task_status(str(task.id), str(task.status))
-        self._settle(uow, job)
+        settle(uow, job)
         return [str(task.id)]
 
     @in_turn
     @command
-    def release_task(self: Ledger, uow: UnitOfWork, lease_id: str, now: datetime | None = None) -> list[str]:
+    def release(self, uow: UnitOfWork, lease_id: str, now: datetime | None = None) -> list[str]:
         """Give the task back unworked (a worker shutting down): queued again, not an attempt."""
         task = uow.get(Task, task_id_of(lease_id))
         task.check_lease(str(lease_id), _now(now))
@@ -277,7 +292,7 @@ class Dispatch:
 
     @in_turn
     @command
-    def expire_leases(self: Ledger, uow: UnitOfWork, task_ids: list[str], now: datetime | None = None) -> list[str]:
+    def expire_leases(self, uow: UnitOfWork, task_ids: list[str], now: datetime | None = None) -> list[str]:
         """The clock's move: leases past their deadline end; the task runs again or fails."""
         expired = []
         uow.prefetch(Task, task_ids, _job_and_queue)
@@ -286,11 +301,55 @@ class Dispatch:
             if task is None or task.status not in IN_FLIGHT or task.lease_expires >= _now(now):
                 continue
             job = uow.get(Job, task.job_id, allow_deleted=True)
-            final = task.attempts >= self.max_attempts(uow, job)
+            final = task.attempts >= max_attempts(uow, job)
             error = f"lease of worker {task.worker} expired at {task.lease_expires.isoformat()}"
             task.fail_attempt(str(task.lease_id), error, final=final, how="expired")
             if not job.deleted:
                 job.note_task_status(str(task.id), str(task.status))
-                self._settle(uow, job)
+                settle(uow, job)
             expired.append(str(task.id))
         return expired
+
+
+def _once(task_ids: Sequence[str]) -> Candidates:
+    """A fixed list of candidates, offered to one claim's first round only."""
+    offers = [list(task_ids)]
+
+    def offer(count: int, seen: int) -> Sequence[str]:
+        return offers.pop() if offers else []
+
+    return offer
+
+
+def _claim_one(
+    uow: UnitOfWork, task_id: str, worker: str, lease_seconds: int, now: datetime
+) -> tuple[str, Task, Job] | None:
+    """Lease the task if the rules let it run now: it is queued, its job dispatchable,
+    its queue enabled and, for a job not yet running, under its maxConcurrency."""
+    task = uow.find(Task, task_id)
+    if task is None or task.status != TaskStatus.QUEUED:
+        return None
+    job = uow.find(Job, task.job_id)
+    if job is None or job.status not in DISPATCHABLE:
+        return None
+    queue = uow.get(Queue, job.queue_id, allow_deleted=True)
+    if not queue.is_enabled:
+        return None
+    if job.status != JobStatus.RUNNING:
+        if not queue.has_room:
+            return None
+        set_status(uow, job, JobStatus.RUNNING, by_user=False)
+    return task.claim(worker, lease_seconds, now), task, job
+
+
+def _leased(uow: UnitOfWork, lease_id: str, now: datetime) -> tuple[Task, Job]:
+    """The task and job of a live lease; CONFLICT if the lease or its job is over."""
+    try:
+        task = uow.get(Task, task_id_of(lease_id))
+    except NotFoundError:
+        raise NotFoundError("Lease", lease_id) from None
+    task.check_lease(str(lease_id), now)
+    job = uow.find(Job, task.job_id)
+    if job is None or job.status == JobStatus.ABORTED:
+        raise ConflictError(f"the job of lease {lease_id} was aborted or deleted; stop working on it")
+    return task, job

@@ -17,9 +17,7 @@ from eventsourcing.utils import get_topic
 from domain.errors import ValidationError
 from domain.job import Job
 from domain.queue import Queue, QueueRegistry
-from domain.storage import select_aggregate_positions
 from domain.task import Task
-from domain.unit_of_work import load
 
 if TYPE_CHECKING:
     from domain.ledger import Ledger
@@ -132,7 +130,7 @@ class History:
             uid = UUID(str(aggregate_id))
         except ValueError:
             raise ValidationError("aggregateId", f"{aggregate_id!r} is not an id") from None
-        rows = select_aggregate_positions(self.ledger.recorder, self.ledger.store.backend, uid)
+        rows = self.ledger.store.select_aggregate_positions(self.ledger.recorder, uid)
         return [self._record(*row) for row in rows]
 
     def of_aggregates(self, aggregate_ids: list[str]) -> list[Record]:
@@ -143,7 +141,7 @@ class History:
     def of_job(self, job_id: str) -> list[Record]:
         """A job's story: its own events and its tasks', in log order."""
         try:
-            job: Any = load(self.ledger.repository, UUID(str(job_id)))
+            job: Any = self.ledger.load(UUID(str(job_id)))
         except (ValueError, AggregateNotFoundError):
             return []
         task_ids = list(getattr(job, "tasks", {}))

@@ -8,7 +8,7 @@ from typing import Any
 from eventsourcing.domain import event
 
 from domain.base import LedgerAggregate
-from domain.errors import ConflictError, InvalidTransitionError, NotFoundError
+from domain.errors import ConflictError, InvalidTransitionError
 from domain.task import IN_FLIGHT, TaskStatus, stored_key
 
 
@@ -47,8 +47,6 @@ USER_SETTABLE = frozenset({J.PENDING, J.WAITING, J.PAUSED, J.ABORTED, J.DONE})
 CREATABLE = frozenset({J.INIT, J.PENDING, J.WAITING, J.PAUSED})
 FINISHED = frozenset({J.DONE, J.FAILED, J.ABORTED})
 DEFAULT_MAX_ATTEMPTS = 3
-
-UPDATABLE = ("priority", "metadata", "destination", "max_attempts")
 
 
 class Job(LedgerAggregate):
@@ -135,10 +133,6 @@ class Job(LedgerAggregate):
         return None
 
     # -- rules ---------------------------------------------------------------
-
-    def check_exists(self) -> None:
-        if self.deleted:
-            raise NotFoundError("Job", self.id)
 
     def check_accepts_tasks(self) -> None:
         if self.status == J.ABORTED:

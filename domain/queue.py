@@ -41,19 +41,6 @@ class ExecutionMode(StrEnum):
     PRIORITY = "PRIORITY"
 
 
-# Fields `update` may change, with the attribute each one sets.
-UPDATABLE = (
-    "priority",
-    "status",
-    "description",
-    "metadata",
-    "max_concurrency",
-    "idle_timeout_s",
-    "execution_mode",
-    "max_attempts",
-)
-
-
 class Queue(LedgerAggregate):
     """An ordered list of jobs with a priority that its jobs inherit unless they set their own."""
 
@@ -97,10 +84,6 @@ class Queue(LedgerAggregate):
         self.deleted = False
 
     # -- rules ---------------------------------------------------------------
-
-    def check_exists(self) -> None:
-        if self.deleted:
-            raise NotFoundError("Queue", self.id)
 
     def check_accepts_jobs(self) -> None:
         if self.state == QueueState.SEALED:

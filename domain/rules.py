@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from domain.errors import ValidationError
 from domain.limits import (
+    MAX_BYTES,
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
     MAX_PRIORITY,
@@ -25,6 +26,7 @@ from domain.limits import (
     MIN_PRIORITY,
 )
 
+DEFAULT_PRIORITY = 500  # a queue's, and a task's, unless given: the middle of MIN_PRIORITY..MAX_PRIORITY
 CODE_PATTERN = re.compile(r"^[a-z0-9_-]+$")
 # PostgreSQL refuses NUL in text and jsonb; neither store can encode a lone surrogate as UTF-8.
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -113,6 +115,15 @@ def check_positive(field: str, value: object, *, most: int, allow_zero: bool = F
     return value
 
 
+def check_size(field: str, value: object) -> int:
+    """A number of bytes from 0 to MAX_BYTES; None (or -1): unknown, kept as -1."""
+    if value is None:
+        return -1
+    if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value <= MAX_BYTES:
+        raise ValidationError(field, f"must be a number of bytes (0 to {MAX_BYTES}), or null if unknown")
+    return value
+
+
 def check_number(field: str, value: object, lowest: float, most: float) -> float | int:
     """A finite number from `lowest` to `most`."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -182,6 +193,12 @@ def check_tags(field: str, tags: object) -> dict[str, str]:
         if len(val) > MAX_TAG_VALUE:
             raise ValidationError(f"{field}.{key}", f"at most {MAX_TAG_VALUE} characters (got {len(val)})")
     return checked
+
+
+def check_bool(field: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(field, "must be true or false")
+    return value
 
 
 def check_enum(field: str, enum: type[E], value: object) -> E:

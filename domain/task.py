@@ -14,7 +14,7 @@ from eventsourcing.domain import event
 from domain.base import LedgerAggregate
 from domain.errors import ConflictError, InvalidTransitionError, ValidationError
 from domain.limits import MAX_PATH
-from domain.rules import check_json_object, check_string, shown
+from domain.rules import DEFAULT_PRIORITY, check_json_object, check_string, shown
 
 
 class TaskStatus(StrEnum):
@@ -42,11 +42,9 @@ ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
 USER_SETTABLE = frozenset({S.QUEUED, S.FAILED, S.ONHOLD, S.EXCLUDED, S.DONE})
 # Statuses in which a worker holds the task.
 IN_FLIGHT = frozenset({S.BOOTING, S.EXECUTING})
-# Statuses the task will not leave by itself.
-SETTLED = frozenset({S.DONE, S.FAILED, S.EXCLUDED, S.ONHOLD})
 
 TASK_KINDS = ("transfer", "command")
-DEFAULT_TASK_PRIORITY = 500
+DEFAULT_TASK_PRIORITY = DEFAULT_PRIORITY
 
 
 def normalise_location(field: str, value: object, *, optional: bool) -> str | dict[str, Any] | None:

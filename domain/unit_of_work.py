@@ -1,11 +1,12 @@
-"""One command's working set: every aggregate it loaded or made, saved together once."""
+"""One command's working set (every aggregate it loaded or made, saved together once), and
+the loader that fetches aggregates for it."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from copy import deepcopy
 from typing import Any, TypeVar
 from uuid import UUID
@@ -18,76 +19,96 @@ from domain.errors import NotFoundError
 A = TypeVar("A", bound=LedgerAggregate)
 
 
-# eventsourcing's aggregate cache fast-forwards a cached aggregate under its lock but
-# deep-copies it after releasing it, so two threads loading one busy aggregate can copy
-# it while the other mutates it ("dictionary changed size during iteration", or worse, a
-# torn copy). Loads in this process take turns; from the cache they take microseconds.
-_LOADING = threading.Lock()
+class Loader:
+    """Gets aggregates from one application's repository (cache, snapshots, events).
 
+    eventsourcing's aggregate cache fast-forwards a cached aggregate under its lock but
+    deep-copies it after releasing it, so two threads loading one busy aggregate can copy
+    it while the other mutates it ("dictionary changed size during iteration", or worse, a
+    torn copy). Loads through one repository therefore take turns on `lock`, which the
+    application that owns the repository hands in; from the cache they take microseconds.
+    """
 
-def load(repository: Repository[Any], aggregate_id: UUID) -> Any:
-    """Get an aggregate from the repository (cache, snapshot, events), one load at a time."""
-    with _LOADING:
-        return repository.get(aggregate_id)
+    def __init__(
+        self,
+        repository: Repository[Any],
+        lock: threading.Lock,
+        select_after: Callable[[dict[UUID, int]], list[Any]] | None = None,
+    ) -> None:
+        """`select_after` gives the stored events of many aggregates newer than the given
+        versions in one query; without it aggregates are loaded one at a time."""
+        self.repository = repository
+        self.lock = lock
+        self.select_after = select_after
 
+    def load(self, aggregate_id: UUID) -> Any:
+        """One aggregate; AggregateNotFoundError if there is none."""
+        with self.lock:
+            return self.repository.get(aggregate_id)
 
-def load_many(
-    repository: Repository[Any],
-    aggregate_ids: list[UUID],
-    select_after: Callable[[dict[UUID, int]], list[Any]],
-    related: Callable[[Any], list[UUID]] | None = None,
-) -> dict[UUID, Any]:
-    """Many aggregates without snapshots (tasks) in one query, as `load` would give them:
-    cached ones fast-forwarded by their newer events, the others rebuilt from all of
-    theirs; the ones that do not exist are left out.
+    def events_of(self, aggregate_id: UUID, up_to: int | None = None) -> Iterable[Any]:
+        """An aggregate's stored events, oldest first, up to version `up_to`."""
+        return self.repository.event_store.get(aggregate_id, lte=up_to)
 
-    `related` names, for a cached aggregate, others the command will load too (a task's
-    job, a job's queue): those that are cached are fast-forwarded in the same query."""
-    cache = repository.cache
-    assert cache is not None, "the ledger runs with an aggregate cache"
-    with _LOADING:
-        cached: dict[UUID, Any] = {}
-        for uid in aggregate_ids:
-            with contextlib.suppress(KeyError):
-                cached[uid] = cache.get(uid)
-        wanted = list(aggregate_ids)
-        frontier = list(cached.values()) if related else []
-        while frontier:
-            following = []
-            for aggregate in frontier:
-                for uid in related(aggregate) if related else ():
-                    if uid in cached or uid in wanted:
-                        continue
-                    with contextlib.suppress(KeyError):
-                        cached[uid] = cache.get(uid)
-                        wanted.append(uid)
-                        following.append(cached[uid])
-            frontier = following
-        versions = {uid: cached[uid].version if uid in cached else 0 for uid in wanted}
-        newer: dict[UUID, list[Any]] = defaultdict(list)
-        for stored in select_after(versions):
-            newer[stored.originator_id].append(repository.event_store.mapper.to_domain_event(stored))
-        found: dict[UUID, Any] = {}
-        for uid in wanted:
-            aggregate = cached.get(uid)
-            for event in newer.get(uid, ()):  # as project_aggregate, without its Protocol check
-                aggregate = event.mutate(aggregate)
-            if aggregate is None:
-                continue
-            cache.put(uid, aggregate)
-            found[uid] = deepcopy(aggregate)
-        return found
+    @property
+    def batches(self) -> bool:
+        """Whether `load_many` can read many aggregates in one query."""
+        return self.select_after is not None and self.repository.cache is not None
 
+    def load_many(
+        self, aggregate_ids: list[UUID], related: Callable[[Any], list[UUID]] | None = None
+    ) -> dict[UUID, Any]:
+        """Many aggregates without snapshots (tasks) in one query, as `load` would give them:
+        cached ones fast-forwarded by their newer events, the others rebuilt from all of
+        theirs; the ones that do not exist are left out.
 
-def remember(repository: Repository[Any], saved: list[Any]) -> None:
-    """Put a command's saved aggregates in the cache: the next command finds them there
-    (tasks made by createJob would otherwise be rebuilt from the store at their claim).
-    Only commands call this, as their working copies are dropped after the save."""
-    if repository.cache is None:
-        return
-    with _LOADING:
-        for aggregate in saved:
-            repository.cache.put(aggregate.id, aggregate)
+        `related` names, for a cached aggregate, others the command will load too (a task's
+        job, a job's queue): those that are cached are fast-forwarded in the same query."""
+        cache = self.repository.cache
+        assert cache is not None and self.select_after is not None, "only when `batches`"
+        with self.lock:
+            cached: dict[UUID, Any] = {}
+            for uid in aggregate_ids:
+                with contextlib.suppress(KeyError):
+                    cached[uid] = cache.get(uid)
+            wanted = list(aggregate_ids)
+            frontier = list(cached.values()) if related else []
+            while frontier:
+                following = []
+                for aggregate in frontier:
+                    for uid in related(aggregate) if related else ():
+                        if uid in cached or uid in wanted:
+                            continue
+                        with contextlib.suppress(KeyError):
+                            cached[uid] = cache.get(uid)
+                            wanted.append(uid)
+                            following.append(cached[uid])
+                frontier = following
+            versions = {uid: cached[uid].version if uid in cached else 0 for uid in wanted}
+            newer: dict[UUID, list[Any]] = defaultdict(list)
+            to_domain_event = self.repository.event_store.mapper.to_domain_event
+            for stored in self.select_after(versions):
+                newer[stored.originator_id].append(to_domain_event(stored))
+            found: dict[UUID, Any] = {}
+            for uid in wanted:
+                aggregate = cached.get(uid)
+                for event in newer.get(uid, ()):  # as project_aggregate, without its Protocol check
+                    aggregate = event.mutate(aggregate)
+                if aggregate is None:
+                    continue
+                cache.put(uid, aggregate)
+                found[uid] = deepcopy(aggregate)
+            return found
+
+    def remember(self, saved: list[Any]) -> None:
+        """Put a command's saved aggregates in the cache: the next command finds them there
+        (tasks made by createJob would otherwise be rebuilt from the store at their claim).
+        Only commands call this, as their working copies are dropped after the save."""
+        if self.repository.cache is None:
+            return
+        with self.lock:
+            for aggregate in saved:
+                self.repository.cache.put(aggregate.id, aggregate)
 
 
 def parse_id(kind: str, value: object) -> UUID:
@@ -102,13 +123,8 @@ def parse_id(kind: str, value: object) -> UUID:
 class UnitOfWork:
     """Loads each aggregate at most once per command and remembers it for the save."""
 
-    def __init__(
-        self,
-        repository: Repository[Any],
-        select_after: Callable[[dict[UUID, int]], list[Any]] | None = None,
-    ) -> None:
-        self.repository = repository
-        self.select_after = select_after
+    def __init__(self, loader: Loader) -> None:
+        self.loader = loader
         self._loaded: dict[UUID, LedgerAggregate] = {}
         self._missing: set[UUID] = set()
 
@@ -118,7 +134,7 @@ class UnitOfWork:
         """Load many aggregates of a kind without snapshots at once (the tasks of a claim
         or of a bulk completion), and the cached ones `related` names; `get` then finds
         them without a round trip each."""
-        if self.select_after is None or self.repository.cache is None:
+        if not self.loader.batches:
             return
         wanted: list[UUID] = []
         for value in aggregate_ids:
@@ -130,7 +146,7 @@ class UnitOfWork:
                 wanted.append(uid)
         if not wanted:
             return
-        found = load_many(self.repository, list(dict.fromkeys(wanted)), self.select_after, related)
+        found = self.loader.load_many(list(dict.fromkeys(wanted)), related)
         for uid in wanted:
             if uid not in found:
                 self._missing.add(uid)
@@ -146,7 +162,7 @@ class UnitOfWork:
             if uid in self._missing:
                 raise NotFoundError(kind, aggregate_id)
             try:
-                found = load(self.repository, uid)
+                found = self.loader.load(uid)
             except AggregateNotFoundError:
                 raise NotFoundError(kind, aggregate_id) from None
             self._loaded[uid] = found
@@ -161,6 +177,10 @@ class UnitOfWork:
             return self.get(cls, aggregate_id)
         except NotFoundError:
             return None
+
+    def stored_events(self, aggregate: LedgerAggregate) -> Iterable[Any]:
+        """The aggregate's stored events up to the version this command loaded."""
+        return self.loader.events_of(aggregate.id, up_to=aggregate.version)
 
     def add(self, aggregate: A) -> A:
         self._loaded[aggregate.id] = aggregate

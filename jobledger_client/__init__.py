@@ -33,7 +33,7 @@ from jobledger_client.errors import (
     Validation,
     error_from,
 )
-from jobledger_client.models import Event, Job, JobProgress, Queue, Task, TaskLease
+from jobledger_client.models import Event, Job, JobProgress, Queue, QueueSettings, Task, TaskLease
 
 # The clients (gql, httpx, tenacity) load on first use: a program that only builds its
 # command line, like `jobledger serve` with the client's commands in its parser, does
@@ -87,6 +87,7 @@ __all__ = [
     "JobledgerError",
     "NotFound",
     "Queue",
+    "QueueSettings",
     "QueuesCollection",
     "ResultIterator",
     "RetryPolicy",

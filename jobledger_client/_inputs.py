@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jobledger_client.errors import Validation
+from jobledger_client.models import camel
 
 
 class _Unset:
@@ -30,12 +31,6 @@ class _Unset:
 UNSET: Any = _Unset()
 
 _ENUM_KEYS = frozenset({"status", "executionMode", "phase", "order"})
-
-
-def camel(key: str) -> str:
-    """snake_case -> camelCase (`idle_timeout_s` -> `idleTimeoutS`); camelCase stays."""
-    head, *rest = key.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def enum_value(value: Any) -> Any:
@@ -74,6 +69,15 @@ def task_update(update: Mapping[str, Any]) -> dict[str, Any]:
     if "id" not in update:
         raise Validation.of("tasks", "each task change needs the task's id")
     return to_input(update)
+
+
+def settable(settings: type, values: Mapping[str, Any], verb: str) -> dict[str, Any]:
+    """`values`, each a key of the TypedDict `settings`: a TypeError names any other, as
+    Python does for an unknown keyword argument."""
+    for name in values:
+        if name not in settings.__annotations__:
+            raise TypeError(f"{verb}() got an unexpected keyword argument {name!r}")
+    return dict(values)
 
 
 def given(**values: Any) -> dict[str, Any]:

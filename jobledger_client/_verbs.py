@@ -6,16 +6,19 @@ session verbs come in from `_accsyn`. Each verb builds a plan and hands it to `_
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobledger_client import _plans as plans
 from jobledger_client import documents as doc
 from jobledger_client._accsyn import AccsynVerbs
 from jobledger_client._dioptra import queue_jobs
-from jobledger_client._inputs import UNSET, given
+from jobledger_client._inputs import UNSET, given, settable
 from jobledger_client._plans import Listing
 from jobledger_client._results import ResultIterator
-from jobledger_client.models import Event, Job, JobProgress, Queue, Task, TaskLease
+from jobledger_client.models import Event, Job, JobProgress, Queue, QueueSettings, Task, TaskLease
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class Verbs(AccsynVerbs):
@@ -47,65 +50,21 @@ class Verbs(AccsynVerbs):
         self,
         code: str,
         *,
-        priority: int | None = None,
-        status: str | None = None,
-        default: bool | None = None,
-        description: str | None = None,
-        metadata: dict[str, Any] | None = None,
         tags: dict[str, Any] | None = None,
-        max_concurrency: int | None = None,
-        idle_timeout_s: int | None = None,
-        execution_mode: str | None = None,
         parent: str | None = None,
-        max_attempts: int | None = None,
+        **settings: Unpack[QueueSettings],
     ) -> Queue:
-        """Create a queue. `status` is "waiting" or "disabled", `execution_mode` "fifo", "lifo"
-        or "priority" (any case); `parent` is the code of a parent queue. Raises Conflict when
-        the code is taken, Validation for bad values."""
-        fields = given(
-            code=code,
-            priority=priority,
-            status=status,
-            default=default,
-            description=description,
-            metadata=metadata,
-            tags=tags,
-            max_concurrency=max_concurrency,
-            idle_timeout_s=idle_timeout_s,
-            execution_mode=execution_mode,
-            parent=parent,
-            max_attempts=max_attempts,
-        )
+        """Create a queue with any of `QueueSettings` (priority, status "waiting" or "disabled",
+        default, description, metadata, max_concurrency, idle_timeout_s, execution_mode "fifo",
+        "lifo" or "priority" in any case, max_attempts); `parent` is the code of a parent queue.
+        Raises Conflict when the code is taken, Validation for bad values."""
+        fields = given(code=code, tags=tags, parent=parent, **settable(QueueSettings, settings, "create_queue"))
         return self._run(plans.create_queue(fields))  # type: ignore[no-any-return]
 
-    def update_queue(
-        self,
-        queue: str,
-        *,
-        priority: int = UNSET,
-        status: str = UNSET,
-        default: bool = UNSET,
-        description: str = UNSET,
-        metadata: dict[str, Any] = UNSET,
-        max_concurrency: int | None = UNSET,
-        idle_timeout_s: int | None = UNSET,
-        execution_mode: str = UNSET,
-        max_attempts: int | None = UNSET,
-    ) -> Queue:
-        """Change a queue (by id or code). Only the arguments given change; None clears
+    def update_queue(self, queue: str, **changes: Unpack[QueueSettings]) -> Queue:
+        """Change a queue (by id or code): only the `QueueSettings` given change; None clears
         max_concurrency (unlimited), idle_timeout_s and max_attempts."""
-        changes = {
-            "priority": priority,
-            "status": status,
-            "default": default,
-            "description": description,
-            "metadata": metadata,
-            "max_concurrency": max_concurrency,
-            "idle_timeout_s": idle_timeout_s,
-            "execution_mode": execution_mode,
-            "max_attempts": max_attempts,
-        }
-        return self._run(plans.update_queue(queue, changes))  # type: ignore[no-any-return]
+        return self._run(plans.update_queue(queue, settable(QueueSettings, changes, "update_queue")))  # type: ignore[no-any-return]
 
     def archive_queue(self, queue: str) -> Queue:
         """Seal a queue (by id or code): it accepts no new jobs; those it has run on."""

@@ -7,24 +7,13 @@ from functools import cache
 from gql import gql
 from gql.graphql_request import GraphQLRequest
 
-QUEUE = """
-fragment QueueFields on Queue {
-  id code priority status state default uri description metadata tags
-  maxConcurrency idleTimeoutS executionMode maxAttempts
-  totalJobs successfulJobs failedJobs activeJobs created modified user modifier
-}"""
-JOB = """
-fragment JobFields on Job {
-  id code uri queue { id code } status phase priority source destination
-  progress size speed etr metadata maxAttempts created modified finished user modifier
-}"""
-TASK = """
-fragment TaskFields on Task {
-  id uri job { id } status priority source destination size progress attempts
-  worker error result metadata created finished time
-}"""
-EVENT = """
-fragment EventFields on Event { position aggregateId aggregateType version type timestamp actor data }"""
+from jobledger_client.models import Event, Job, JobProgress, Queue, Task, selection
+
+# Each fragment selects the fields of its model (`jobledger_client.models`), no more, no less.
+QUEUE = f"\nfragment QueueFields on Queue {{ {selection(Queue)} }}"
+JOB = f"\nfragment JobFields on Job {{ {selection(Job)} }}"
+TASK = f"\nfragment TaskFields on Task {{ {selection(Task)} }}"
+EVENT = f"\nfragment EventFields on Event {{ {selection(Event)} }}"
 LEASE = "fragment LeaseFields on TaskLease { id worker expires task { ...TaskFields } }" + TASK
 PAGE = "pageInfo { hasNextPage endCursor }"
 
@@ -137,8 +126,7 @@ FAIL = (
 )
 RELEASE = "mutation Release($leaseId: ID!) { releaseTask(leaseId: $leaseId) { ...TaskFields } }" + TASK
 
-WATCH = """subscription Watch($jobId: ID!) {
-  jobProgress(jobId: $jobId) { jobId status progress speed etr size } }"""
+WATCH = f"subscription Watch($jobId: ID!) {{ jobProgress(jobId: $jobId) {{ {selection(JobProgress)} }} }}"
 FOLLOW_EVENTS = (
     """subscription Follow($after: Long, $aggregateId: ID, $types: [String!]) {
   events(after: $after, aggregateId: $aggregateId, types: $types) { ...EventFields } }"""

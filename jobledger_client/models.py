@@ -3,15 +3,21 @@
 Enum values (status, phase, state, execution mode) are kept as the server's
 upper-case strings, e.g. `job.status == "PAUSED"`; datetimes are timezone-aware
 `datetime`s in UTC. Every model has `to_dict()`.
+
+A model's fields are the client's one list of an entity's fields: each is read from
+its camelCase key (or the path `at` gives it), converted by its type, and the documents
+select exactly these (`selection`). `QueueSettings` lists what callers set on a queue.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+import types
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any, TypedDict, TypeVar, Union, get_args, get_origin, get_type_hints
 
 T = TypeVar("T", bound="Model")
 
@@ -35,8 +41,85 @@ def etr_seconds(etr: str | None) -> int | None:
     return hours * 3600 + minutes * 60 + seconds
 
 
+def camel(name: str) -> str:
+    """snake_case -> camelCase (`idle_timeout_s` -> `idleTimeoutS`); camelCase stays."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def at(path: str, **options: Any) -> Any:
+    """A field read from a nested answer, e.g. `at("queue.id")` for a job's queue id."""
+    return dataclasses.field(metadata={"path": path}, **options)
+
+
+def _path(f: dataclasses.Field[Any]) -> tuple[str, ...]:
+    return tuple(f.metadata.get("path", camel(f.name)).split("."))
+
+
+def _converter(hint: Any) -> Callable[[Any], Any]:
+    """How a field of type `hint` is read from JSON: datetimes parsed, documents never
+    None, nested models parsed; null stays None where the type allows it."""
+    if get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint):
+        inner = _converter(next(a for a in get_args(hint) if a is not type(None)))
+        return lambda value: None if value is None else inner(value)
+    if hint is datetime:
+        return parse_datetime
+    if hint is dict or get_origin(hint) is dict:
+        return lambda value: value or {}
+    if isinstance(hint, type) and issubclass(hint, Model):
+        return hint.parse
+    if hint in (str, int, float, bool):
+        empty = hint()
+        return lambda value: empty if value is None else hint(value)
+    return lambda value: value
+
+
+@cache
+def _readers(model: type[Model]) -> list[tuple[str, tuple[str, ...], Callable[[Any], Any]]]:
+    hints = get_type_hints(model)
+    return [(f.name, _path(f), _converter(hints[f.name])) for f in dataclasses.fields(model)]  # type: ignore[arg-type]
+
+
+def selection(model: type[Model]) -> str:
+    """The GraphQL selection of a model's fields: `id code queue { id code } status ...`."""
+    return _render(_tree(model))
+
+
+def _tree(model: type[Model]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    hints = get_type_hints(model)
+    for f in dataclasses.fields(model):  # type: ignore[arg-type]
+        *parents, leaf = _path(f)
+        node = tree
+        for key in parents:
+            if node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+        hint = hints[f.name]
+        if isinstance(hint, type) and issubclass(hint, Model):
+            node[leaf] = {**_tree(hint), **(node.get(leaf) or {})}
+        else:
+            node.setdefault(leaf, None)
+    return tree
+
+
+def _render(tree: dict[str, Any]) -> str:
+    return " ".join(key if sub is None else f"{key} {{ {_render(sub)} }}" for key, sub in tree.items())
+
+
 class Model:
     """What every result type has in common."""
+
+    @classmethod
+    def parse(cls: type[T], node: Mapping[str, Any]) -> T:
+        """The result from its GraphQL answer (camelCase keys)."""
+        values = {}
+        for name, path, convert in _readers(cls):
+            value: Any = node
+            for key in path:
+                value = value.get(key) if isinstance(value, Mapping) else None
+            values[name] = convert(value)
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (nested results as dicts too)."""
@@ -98,33 +181,21 @@ class Queue(Model):
         """Sealed: accepts no new jobs."""
         return self.state == "SEALED"
 
-    @classmethod
-    def parse(cls, node: Mapping[str, Any]) -> Queue:
-        """A Queue from its GraphQL answer (camelCase keys)."""
-        return cls(
-            id=str(node["id"]),
-            code=node["code"],
-            priority=node["priority"],
-            status=node["status"],
-            state=node["state"],
-            default=bool(node["default"]),
-            uri=node["uri"],
-            description=node.get("description") or "",
-            metadata=node.get("metadata") or {},
-            tags=node.get("tags") or {},
-            max_concurrency=node.get("maxConcurrency"),
-            idle_timeout_s=node.get("idleTimeoutS"),
-            execution_mode=node["executionMode"],
-            max_attempts=node.get("maxAttempts"),
-            total_jobs=node["totalJobs"],
-            successful_jobs=node["successfulJobs"],
-            failed_jobs=node["failedJobs"],
-            active_jobs=node["activeJobs"],
-            created=parse_datetime(node["created"]),  # type: ignore[arg-type]
-            modified=parse_datetime(node["modified"]),  # type: ignore[arg-type]
-            user=node.get("user"),
-            modifier=node.get("modifier"),
-        )
+
+class QueueSettings(TypedDict, total=False):
+    """The fields of Queue that `create_queue` and `update_queue` set: a new queue takes the
+    server's default for those not given; in an update None clears max_concurrency
+    (unlimited), idle_timeout_s and max_attempts."""
+
+    priority: int  # 0 (lowest) .. 1000 (highest)
+    status: str  # "waiting" or "disabled", any case
+    default: bool  # make it the default queue
+    description: str
+    metadata: dict[str, Any]
+    max_concurrency: int | None  # jobs of it running at once; None: unlimited
+    idle_timeout_s: int | None
+    execution_mode: str  # "fifo", "lifo" or "priority", any case
+    max_attempts: int | None  # tries per task before it fails; None: 3
 
 
 @dataclasses.dataclass(frozen=True, eq=True)
@@ -134,8 +205,8 @@ class Job(Model):
     id: str
     code: str
     uri: str
-    queue_id: str
-    queue_code: str
+    queue_id: str = at("queue.id")
+    queue_code: str = at("queue.code")
     status: str  # INIT PENDING WAITING RUNNING PAUSED FAILED ABORTED DONE
     phase: str  # ACTIVE FINISHED ARCHIVED
     priority: int
@@ -165,34 +236,6 @@ class Job(Model):
         """The time left in seconds, when known."""
         return etr_seconds(self.etr)
 
-    @classmethod
-    def parse(cls, node: Mapping[str, Any]) -> Job:
-        """A Job from its GraphQL answer (camelCase keys)."""
-        queue = node.get("queue") or {}
-        return cls(
-            id=str(node["id"]),
-            code=node["code"],
-            uri=node.get("uri") or "",
-            queue_id=str(queue.get("id") or ""),
-            queue_code=queue.get("code") or "",
-            status=node["status"],
-            phase=node["phase"],
-            priority=node["priority"],
-            source=node.get("source"),
-            destination=node.get("destination"),
-            progress=node["progress"],
-            size=node["size"],
-            speed=float(node["speed"]),
-            etr=node.get("etr"),
-            metadata=node.get("metadata") or {},
-            max_attempts=node.get("maxAttempts"),
-            created=parse_datetime(node["created"]),  # type: ignore[arg-type]
-            modified=parse_datetime(node["modified"]),  # type: ignore[arg-type]
-            finished=parse_datetime(node.get("finished")),
-            user=node.get("user"),
-            modifier=node.get("modifier"),
-        )
-
 
 @dataclasses.dataclass(frozen=True, eq=True)
 class Task(Model):
@@ -200,7 +243,7 @@ class Task(Model):
 
     id: str
     uri: str  # "0", "1", ... in order of creation within the job
-    job_id: str
+    job_id: str = at("job.id")
     status: str  # PENDING QUEUED BOOTING EXECUTING FAILED ONHOLD EXCLUDED DONE
     priority: int
     source: Any
@@ -217,30 +260,6 @@ class Task(Model):
     time: int | None  # milliseconds it took to execute
 
     __hash__ = Model.__hash__
-
-    @classmethod
-    def parse(cls, node: Mapping[str, Any]) -> Task:
-        """A Task from its GraphQL answer (camelCase keys)."""
-        job = node.get("job") or {}
-        return cls(
-            id=str(node["id"]),
-            uri=node["uri"],
-            job_id=str(job.get("id") or ""),
-            status=node["status"],
-            priority=node["priority"],
-            source=node.get("source"),
-            destination=node.get("destination"),
-            size=node["size"],
-            progress=node["progress"],
-            attempts=node["attempts"],
-            worker=node.get("worker"),
-            error=node.get("error"),
-            result=node.get("result"),
-            metadata=node.get("metadata") or {},
-            created=parse_datetime(node["created"]),  # type: ignore[arg-type]
-            finished=parse_datetime(node.get("finished")),
-            time=node.get("time"),
-        )
 
 
 @dataclasses.dataclass(frozen=True, eq=True)
@@ -261,20 +280,6 @@ class Event(Model):
     def _identity(self) -> Any:
         return self.position
 
-    @classmethod
-    def parse(cls, node: Mapping[str, Any]) -> Event:
-        """A Event from its GraphQL answer (camelCase keys)."""
-        return cls(
-            position=int(node["position"]),
-            aggregate_id=str(node["aggregateId"]),
-            aggregate_type=node["aggregateType"],
-            version=node["version"],
-            type=node["type"],
-            timestamp=parse_datetime(node["timestamp"]),  # type: ignore[arg-type]
-            actor=node.get("actor"),
-            data=node.get("data"),
-        )
-
 
 @dataclasses.dataclass(frozen=True, eq=True)
 class TaskLease(Model):
@@ -285,23 +290,10 @@ class TaskLease(Model):
     task: Task
     worker: str
     expires: datetime
-    job_code: str | None = None
-    job_destination: str | None = None
+    job_code: str | None = at("task.job.code", default=None)
+    job_destination: str | None = at("task.job.destination", default=None)
 
     __hash__ = Model.__hash__
-
-    @classmethod
-    def parse(cls, node: Mapping[str, Any]) -> TaskLease:
-        """A TaskLease from its GraphQL answer (camelCase keys)."""
-        job = node["task"].get("job") or {}
-        return cls(
-            id=str(node["id"]),
-            task=Task.parse(node["task"]),
-            worker=node["worker"],
-            expires=parse_datetime(node["expires"]),  # type: ignore[arg-type]
-            job_code=job.get("code"),
-            job_destination=job.get("destination"),
-        )
 
 
 @dataclasses.dataclass(frozen=True, eq=True)
@@ -329,15 +321,3 @@ class JobProgress(Model):
     def etr_seconds(self) -> int | None:
         """The time left in seconds, when known."""
         return etr_seconds(self.etr)
-
-    @classmethod
-    def parse(cls, node: Mapping[str, Any]) -> JobProgress:
-        """A JobProgress from its GraphQL answer (camelCase keys)."""
-        return cls(
-            job_id=str(node["jobId"]),
-            status=node["status"],
-            progress=node["progress"],
-            speed=float(node["speed"]),
-            etr=node.get("etr"),
-            size=node["size"],
-        )

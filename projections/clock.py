@@ -43,8 +43,8 @@ class Clock:
         """Make every move that is due at `now`; returns (retired, archived)."""
         now = now or datetime.now(UTC)
         self.expire_leases(now)
-        retired = self._move("ACTIVE", now - self.grace, self.ledger.retire_jobs)
-        archived = self._move("FINISHED", now - self.archive_after, self.ledger.archive_jobs)
+        retired = self._move("ACTIVE", now - self.grace, self.ledger.jobs.retire)
+        archived = self._move("FINISHED", now - self.archive_after, self.ledger.jobs.archive)
         return retired, archived
 
     def expire_leases(self, now: datetime) -> int:
@@ -56,7 +56,7 @@ class Clock:
         )
         if not due:
             return 0
-        written = self.ledger.expire_leases([row["id"] for row in due], now, actor=CLOCK_ACTOR)
+        written = self.ledger.dispatch.expire_leases([row["id"] for row in due], now, actor=CLOCK_ACTOR)
         return len(written.ids)
 
     def _move(self, phase: str, cutoff: datetime, command: Callable[..., object]) -> int:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.catalogue import DEFAULT_PRIORITY, JOB
 from domain.history import Record
 from domain.job import FINISHED
-from projections.batch import Batch, Handler, as_json
-from projections.schema import JOBS, QUEUES, TASKS
+from projections.batch import Batch, Handler
+from projections.schema import JOBS, QUEUES, TASKS, catalogue_row, column_names, insert, stored
 from projections.stores import Tx, iter_chunks
 
 
@@ -30,7 +31,7 @@ def count(tx: Tx, queue_id: str, status: str, sign: int) -> None:
 
 def _queue_priority(tx: Tx, queue_id: str) -> int:
     row = tx.one(f"SELECT priority FROM {QUEUES} WHERE id = ?", (queue_id,))
-    return int(row["priority"]) if row else 500
+    return int(row["priority"]) if row else DEFAULT_PRIORITY
 
 
 def _job(tx: Tx, job_id: str) -> dict[str, object] | None:
@@ -58,30 +59,28 @@ def _queue_and_status(tx: Tx, batch: Batch, job_id: str) -> tuple[str, str] | No
     return known
 
 
+_INSERT = insert(
+    JOBS, ("id", *column_names(JOB), "queue_id", "phase", "priority", "created", "modified", '"user"', "modifier")
+)
+
+
 def created(tx: Tx, r: Record, batch: Batch) -> None:
     d = r.data
     own = d["priority"]
     priority = own if own is not None else _queue_priority(tx, d["queue_id"])
     tx.later(
-        f"INSERT INTO {JOBS} (id, code, queue_id, phase, status, own_priority, priority, source, destination,"
-        ' metadata, max_attempts, created, modified, "user", modifier)'
-        " VALUES (?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
+        _INSERT,
+        [
             r.aggregate_id,
-            d["code"],
+            *catalogue_row(JOB, d),
             d["queue_id"],
-            d["status"],
-            own,
+            "ACTIVE",
             priority,
-            d["source"],
-            d["destination"],
-            as_json(d["metadata"]),
-            d["max_attempts"],
             r.timestamp,
             r.timestamp,
             r.actor,
             r.actor,
-        ),
+        ],
     )
     count(tx, d["queue_id"], d["status"], +1)
     batch.memory.jobs[r.aggregate_id] = (d["queue_id"], d["status"])
@@ -115,19 +114,18 @@ def status_changed(tx: Tx, r: Record, batch: Batch) -> None:
     batch.dirty_jobs.add(r.aggregate_id)
 
 
+# What a `Job.Updated` event may change: the updatable fields, each to its own column.
+_UPDATABLE = {f.name: f for f in JOB.updatable}
+
+
 def updated(tx: Tx, r: Record, batch: Batch) -> None:
     changes = r.data["changes"]
-    values: dict[str, object] = {}
-    if "priority" in changes:
+    fields = [(_UPDATABLE[name], value) for name, value in changes.items() if name in _UPDATABLE]
+    values = {f.column: stored(f, value) for f, value in fields}
+    if "priority" in changes:  # the one in force follows its own, or its queue's
         job = _job(tx, r.aggregate_id)
         own = changes["priority"]
-        values["own_priority"] = own
         values["priority"] = own if own is not None else _queue_priority(tx, str(job["queue_id"]) if job else "")
-    if "metadata" in changes:
-        values["metadata"] = as_json(changes["metadata"])
-    for name in ("destination", "max_attempts"):
-        if name in changes:
-            values[name] = changes[name]
     _touch(tx, r, batch, values)
 
 

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from domain.catalogue import QUEUE, Catalogue
 from domain.errors import ValidationError
 from domain.job import JobPhase, JobStatus
 from domain.limits import MAX_PAGE
-from domain.queue import ExecutionMode, QueueState, QueueStatus
+from domain.queue import QueueState
+from domain.rules import check_storable
 from domain.task import TaskStatus
-from projections.schema import JOBS, QUEUES, TASKS
+from projections.schema import JOBS, QUEUES, TASKS, nullable
 from projections.stores import ReadStore, Row
 from projections.where import QMARK, Field, compile_where
 
@@ -28,19 +30,24 @@ def _enum(sql: str, enum: Any) -> Field:
     return Field(sql, "enum", tuple(m.value for m in enum))
 
 
+def _filterable(alias: str, catalogue: Catalogue) -> dict[str, Field]:
+    """The where-language fields of a catalogue's fields, by GraphQL name (JSON documents
+    cannot be filtered on)."""
+    kinds = {int: "int", str: "text", bool: "bool"}
+    return {
+        f.graphql_name: _enum(f"{alias}.{f.column}", f.type)
+        if f.is_enum
+        else Field(f"{alias}.{f.column}", kinds[f.type])
+        for f in catalogue
+        if f.type in kinds or f.is_enum
+    }
+
+
 QUEUE_FIELDS: dict[str, Field] = {
     "id": Field("q.id", "id"),
-    "code": Field("q.code", "text"),
-    "priority": Field("q.priority", "int"),
-    "status": _enum("q.status", QueueStatus),
+    **_filterable("q", QUEUE),
     "state": _enum("q.state", QueueState),
-    "default": Field("q.is_default", "bool"),
     "uri": Field("q.uri", "text"),
-    "description": Field("q.description", "text"),
-    "maxConcurrency": Field("q.max_concurrency", "int"),
-    "idleTimeoutS": Field("q.idle_timeout_s", "int"),
-    "executionMode": _enum("q.execution_mode", ExecutionMode),
-    "maxAttempts": Field("q.max_attempts", "int"),
     "totalJobs": Field("q.total_jobs", "int"),
     "successfulJobs": Field("q.successful_jobs", "int"),
     "failedJobs": Field("q.failed_jobs", "int"),
@@ -100,25 +107,7 @@ _SORT_ALIASES = {
 # Columns that may be NULL: only these need COALESCE in sort keys (a bare column can
 # use its index for the order; a wrapped one cannot).
 _NULLABLE = frozenset(
-    {
-        "j.source",
-        "j.destination",
-        "j.etr",
-        "j.max_attempts",
-        "j.user",
-        "j.modifier",
-        'j."user"',
-        "q.max_concurrency",
-        "q.idle_timeout_s",
-        "q.max_attempts",
-        'q."user"',
-        "q.modifier",
-        "t.worker",
-        "t.error",
-        "t.time",
-        "t.source_path",
-        "t.destination_path",
-    }
+    f"{alias}.{column}" for alias, table in (("q", QUEUES), ("j", JOBS), ("t", TASKS)) for column in nullable(table)
 )
 _NULL_LOW = {"text": "''", "id": "''", "enum": "''", "int": "-1", "float": "-1", "bool": "FALSE"}
 
@@ -165,6 +154,24 @@ MAX_PRIORITY_LEVELS = 8  # task priorities walked one by one before sorting the 
 JOB_ORDER = "CASE WHEN q.execution_mode = 'LIFO' THEN j.created END DESC, j.created ASC, j.id"
 
 
+class _Storable:
+    """A read store that refuses, as VALIDATION, parameters no stored value can equal
+    (text with NUL or an unpaired surrogate): PostgreSQL and SQLite would fail on them
+    with a driver error, which callers would see as an internal error."""
+
+    def __init__(self, store: ReadStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        for value in params:
+            if isinstance(value, str):
+                check_storable("argument", value)
+        return await self._store.fetch(sql, params)
+
+
 class ReadModels:
     """The query side the API reads from."""
 
@@ -173,7 +180,7 @@ class ReadModels:
     SORT_ALL_BELOW = 5_000
 
     def __init__(self, store: ReadStore) -> None:
-        self.store = store
+        self.store: ReadStore = _Storable(store)  # type: ignore[assignment]
 
     # -- single rows -----------------------------------------------------------
 

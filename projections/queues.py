@@ -4,51 +4,34 @@ from __future__ import annotations
 
 import json
 
+from domain.catalogue import QUEUE
 from domain.history import Record
 from projections.batch import Batch, Handler, as_json
-from projections.schema import QUEUES
+from projections.schema import QUEUES, catalogue_row, column_names, insert, stored
 from projections.stores import Tx
 
-_COLUMNS = {
-    "priority": "priority",
-    "status": "status",
-    "description": "description",
-    "metadata": "metadata",
-    "max_concurrency": "max_concurrency",
-    "idle_timeout_s": "idle_timeout_s",
-    "execution_mode": "execution_mode",
-    "max_attempts": "max_attempts",
-}
-_JSON = {"metadata", "tags"}
+_INSERT = insert(
+    QUEUES, ("id", *column_names(QUEUE), "state", "uri", "parent_id", "created", "modified", '"user"', "modifier")
+)
+# What a `Queue.Updated` event may change: the updatable fields, each to its own column.
+_UPDATABLE = {f.name: f for f in QUEUE.updatable}
 
 
 def created(tx: Tx, r: Record, batch: Batch) -> None:
     d = r.data
     tx.execute(
-        f"INSERT INTO {QUEUES} (id, code, priority, status, state, is_default, uri, description, metadata,"
-        " tags, max_concurrency, idle_timeout_s, execution_mode, max_attempts, parent_id, created, modified,"
-        ' "user", modifier) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-        (
+        _INSERT,
+        [
             r.aggregate_id,
-            d["code"],
-            d["priority"],
-            d["status"],
+            *catalogue_row(QUEUE, d),
             "ACTIVE",
-            bool(d["default"]),
             d["uri"],
-            d["description"],
-            as_json(d["metadata"]),
-            as_json(d["tags"]),
-            d["max_concurrency"],
-            d["idle_timeout_s"],
-            d["execution_mode"],
-            d["max_attempts"],
             d["parent_id"],
             r.timestamp,
             r.timestamp,
             r.actor,
             r.actor,
-        ),
+        ],
     )
     batch.queues.add(r.aggregate_id)
 
@@ -64,13 +47,8 @@ def _set(tx: Tx, r: Record, batch: Batch, values: dict[str, object]) -> None:
 
 
 def updated(tx: Tx, r: Record, batch: Batch) -> None:
-    changes = r.data["changes"]
-    values = {
-        _COLUMNS[name]: as_json(value) if name in _JSON else value
-        for name, value in changes.items()
-        if name in _COLUMNS
-    }
-    _set(tx, r, batch, values)
+    fields = [(_UPDATABLE[name], value) for name, value in r.data["changes"].items() if name in _UPDATABLE]
+    _set(tx, r, batch, {f.column: stored(f, value) for f, value in fields})
 
 
 def tags_added(tx: Tx, r: Record, batch: Batch) -> None:

@@ -5,37 +5,37 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from domain.catalogue import TASK
 from domain.history import Record
 from domain.task import location_path
 from projections.batch import UNKNOWN, Batch, Handler, as_json
-from projections.schema import TASKS
+from projections.schema import TASKS, catalogue_row, column_names, insert, stored
 from projections.stores import Tx, iter_chunks
 
 _RESTARTED_FROM = {"FAILED", "DONE", "EXCLUDED"}
 
 
+_INSERT = insert(
+    TASKS,
+    ("id", *column_names(TASK), "job_id", "seq", "uri", "source_path", "destination_path", "created", "modified"),
+)
+
+
 def created(tx: Tx, r: Record, batch: Batch) -> None:
     d = r.data
     tx.later(
-        f"INSERT INTO {TASKS} (id, job_id, seq, uri, status, priority, source, destination, source_path,"
-        " destination_path, size, metadata, created, modified)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
+        _INSERT,
+        [
             r.aggregate_id,
+            *catalogue_row(TASK, d),
             d["job_id"],
             int(d["uri"]),
             d["uri"],
-            d["status"],
-            d["priority"],
-            as_json(d["source"]),
-            as_json(d["destination"]),
             location_path(d["source"]),
             location_path(d["destination"]),
-            d["size"],
-            as_json(d["metadata"]),
             r.timestamp,
             r.timestamp,
-        ),
+        ],
     )
     batch.memory.learn(r.aggregate_id, job_id=d["job_id"], started=None)
     _changed(r, batch, d["job_id"])
@@ -122,13 +122,14 @@ def retried(tx: Tx, r: Record, batch: Batch) -> None:
     _changed(r, batch, _job_of(tx, batch, r.aggregate_id))
 
 
+# What a `Task.Updated` event may change: the updatable fields, each to its own column.
+_UPDATABLE = {f.name: f for f in TASK.updatable}
+
+
 def updated(tx: Tx, r: Record, batch: Batch) -> None:
-    changes = r.data["changes"]
-    values: dict[str, object] = {"modified": r.timestamp}
-    if "priority" in changes:
-        values["priority"] = changes["priority"]
-    if "metadata" in changes:
-        values["metadata"] = as_json(changes["metadata"])
+    fields = [(_UPDATABLE[name], value) for name, value in r.data["changes"].items() if name in _UPDATABLE]
+    values: dict[str, object] = {f.column: stored(f, value) for f, value in fields}
+    values["modified"] = r.timestamp
     _update(tx, r, values)
     _changed(r, batch)
 

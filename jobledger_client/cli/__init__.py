@@ -25,7 +25,10 @@ import argparse
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from jobledger_client.models import QueueSettings
 
 DEFAULT_LIMIT = 100  # rows a list shows unless --limit says otherwise
 SORT_VALUE = re.compile(r"^-[A-Za-z_][\w.,+-]*$")  # `-created`: a field, descending
@@ -211,6 +214,11 @@ def _sort_and_limit(parser: argparse.ArgumentParser, default: str) -> None:
     )
 
 
+def _optional_text(text: str) -> str | None:
+    """A text, or none to clear a setting."""
+    return None if text.strip().lower() in ("none", "null", "-") else text
+
+
 def _optional_int(text: str) -> int | None:
     """A whole number, or none/unlimited to clear a setting."""
     if text.strip().lower() in ("none", "unlimited", "null", "-"):
@@ -221,46 +229,77 @@ def _optional_int(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"a whole number or 'none', not {text!r}") from None
 
 
+def queue_settings() -> dict[str, tuple[Any, bool]]:
+    """The fields of `QueueSettings`: name -> (type, whether None clears it)."""
+    settings: dict[str, tuple[Any, bool]] = {}
+    for name, hint in get_type_hints(QueueSettings).items():
+        args = get_args(hint)
+        nullable = get_origin(hint) in (Union, UnionType) and type(None) in args
+        settings[name] = (next(a for a in args if a is not type(None)) if nullable else hint, nullable)
+    return settings
+
+
 def _queue_settings(parser: argparse.ArgumentParser, creating: bool) -> None:
+    """An option for each field of `QueueSettings` (each stored under the field's name):
+    those below in their own words, any other as `--its-name` (JSON documents have none)."""
     clear = "" if creating else "; 'none' clears it"
-    parser.add_argument("--priority", type=int, metavar="N", help="0 (lowest) .. 1000 (highest)")
-    parser.add_argument(
-        "--max-concurrency",
-        type=int if creating else _optional_int,
-        default=argparse.SUPPRESS,
-        metavar="N",
-        help=f"jobs of it running at once (default unlimited{clear})",
-    )
-    parser.add_argument(
-        "--mode",
-        type=str.upper,
-        choices=["FIFO", "LIFO", "PRIORITY"],
-        help="order of its jobs (default PRIORITY)",
-        metavar="FIFO|LIFO|PRIORITY",
-    )
-    parser.add_argument("--description", metavar="D", help="what it is for")
-    parser.add_argument("--default", action="store_true", help="make it the default queue")
-    parser.add_argument(
-        "--status",
-        type=str.upper,
-        choices=["WAITING", "DISABLED"],
-        metavar="waiting|disabled",
-        help="disabled holds every job of it",
-    )
-    parser.add_argument(
-        "--idle-timeout",
-        type=int if creating else _optional_int,
-        default=argparse.SUPPRESS,
-        metavar="SECONDS",
-        help=f"idle timeout{clear}",
-    )
-    parser.add_argument(
-        "--max-attempts",
-        type=int if creating else _optional_int,
-        default=argparse.SUPPRESS,
-        metavar="N",
-        help=f"attempts per task before it fails (default 3){clear}",
-    )
+    worded = [
+        parser.add_argument("--priority", type=int, metavar="N", help="0 (lowest) .. 1000 (highest)"),
+        parser.add_argument(
+            "--max-concurrency",
+            type=int if creating else _optional_int,
+            default=argparse.SUPPRESS,
+            metavar="N",
+            help=f"jobs of it running at once (default unlimited{clear})",
+        ),
+        parser.add_argument(
+            "--mode",
+            dest="execution_mode",
+            type=str.upper,
+            choices=["FIFO", "LIFO", "PRIORITY"],
+            help="order of its jobs (default PRIORITY)",
+            metavar="FIFO|LIFO|PRIORITY",
+        ),
+        parser.add_argument("--description", metavar="D", help="what it is for"),
+        parser.add_argument("--default", action="store_true", help="make it the default queue"),
+        parser.add_argument(
+            "--status",
+            type=str.upper,
+            choices=["WAITING", "DISABLED"],
+            metavar="waiting|disabled",
+            help="disabled holds every job of it",
+        ),
+        parser.add_argument(
+            "--idle-timeout",
+            dest="idle_timeout_s",
+            type=int if creating else _optional_int,
+            default=argparse.SUPPRESS,
+            metavar="SECONDS",
+            help=f"idle timeout{clear}",
+        ),
+        parser.add_argument(
+            "--max-attempts",
+            type=int if creating else _optional_int,
+            default=argparse.SUPPRESS,
+            metavar="N",
+            help=f"attempts per task before it fails (default 3){clear}",
+        ),
+    ]
+    options = [o.option_strings[0] for o in worded]
+    covered = {o.dest for o in worded}
+    for name, (kind, nullable) in queue_settings().items():
+        if name in covered or kind not in (int, str, bool):
+            continue
+        flag, words = "--" + name.replace("_", "-"), name.replace("_", " ")
+        options.append(flag)
+        if kind is bool:
+            parser.add_argument(flag, action="store_true", help=words)
+        elif nullable:
+            kind = kind if creating else _optional_int if kind is int else _optional_text
+            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar="V", help=f"{words}{clear}")
+        else:
+            parser.add_argument(flag, type=kind, metavar="V", help=words)
+    parser.set_defaults(setting_options=options)
     if creating:
         parser.add_argument("--tag", action="append", dest="tags", metavar="KEY=VALUE", help="a tag (repeatable)")
         parser.add_argument("--parent", metavar="Q", help="code of a parent queue (nested queues)")

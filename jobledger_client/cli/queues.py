@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from jobledger_client import Client, Queue
-from jobledger_client.cli import lookup, output
+from jobledger_client.cli import lookup, output, queue_settings
 from jobledger_client.cli.command import UsageError, limited, page, sorting
 
 
@@ -54,12 +55,23 @@ def queue_show(client: Client, args: argparse.Namespace) -> None:
     _show_queue(lookup.queue(client, args.queue), args)
 
 
+# The fields `queue show` words in its own way; any other shows as `its name: its value`.
+_WORDED = frozenset(
+    {"id", "code", "default", "status", "state", "priority", "execution_mode", "max_concurrency", "idle_timeout_s"}
+    | {"max_attempts", "active_jobs", "successful_jobs", "failed_jobs", "total_jobs", "description", "tags"}
+    | {"metadata", "uri", "created", "user", "modified", "modifier"}
+)
+
+
 def _show_queue(q: Queue, args: argparse.Namespace) -> None:
     if args.json:
         output.write_json(q.to_dict())
         return
     now = datetime.now(UTC)
     counts = f"{q.active_jobs} active, {q.successful_jobs} done, {q.failed_jobs} failed, {q.total_jobs} in all"
+    rest = [
+        (f.name.replace("_", " "), _plain(getattr(q, f.name))) for f in dataclasses.fields(q) if f.name not in _WORDED
+    ]
     output.show(
         output.fields(
             [
@@ -72,6 +84,7 @@ def _show_queue(q: Queue, args: argparse.Namespace) -> None:
                 ("max concurrency", "unlimited" if q.max_concurrency is None else q.max_concurrency),
                 ("idle timeout", "-" if q.idle_timeout_s is None else output.duration(q.idle_timeout_s)),
                 ("max attempts", "default (3)" if q.max_attempts is None else q.max_attempts),
+                *rest,
                 ("jobs", counts),
                 ("description", q.description or "-"),
                 ("tags", output.tags(q.tags) or "-"),
@@ -84,25 +97,23 @@ def _show_queue(q: Queue, args: argparse.Namespace) -> None:
     )
 
 
+def _plain(value: Any) -> Any:
+    """A value as `queue show` prints a field it has no words for."""
+    if value is None or value in ("", {}, []):
+        return "-"
+    return json.dumps(value) if isinstance(value, dict | list) else value
+
+
 def _queue_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line, by field name (see `_queue_settings`)."""
     fields: dict[str, Any] = {}
-    for option, name in (
-        ("priority", "priority"),
-        ("mode", "execution_mode"),
-        ("description", "description"),
-        ("status", "status"),
-    ):
-        if getattr(args, option) is not None:
-            fields[name] = getattr(args, option)
-    for option, name in (
-        ("max_concurrency", "max_concurrency"),
-        ("idle_timeout", "idle_timeout_s"),
-        ("max_attempts", "max_attempts"),
-    ):
-        if hasattr(args, option):  # absent unless given; None clears it (update)
-            fields[name] = getattr(args, option)
-    if args.default:
-        fields["default"] = True
+    for name, (kind, nullable) in queue_settings().items():
+        if not hasattr(args, name):
+            continue  # no option, or one left out whose None would clear the field
+        value = getattr(args, name)
+        # A flag only ever sets true; a nullable setting is here only when given (None clears it).
+        if (value is True) if kind is bool else (nullable or value is not None):
+            fields[name] = value
     return fields
 
 
@@ -119,10 +130,8 @@ def queue_create(client: Client, args: argparse.Namespace) -> None:
 def queue_update(client: Client, args: argparse.Namespace) -> None:
     fields = _queue_fields(args)
     if not fields:
-        raise UsageError(
-            "nothing to change: give --priority, --max-concurrency, --mode, --description, --default, "
-            "--status, --idle-timeout or --max-attempts"
-        )
+        options = args.setting_options
+        raise UsageError(f"nothing to change: give {', '.join(options[:-1])} or {options[-1]}")
     _show_queue(client.update_queue(args.queue, **fields), args)
 
 

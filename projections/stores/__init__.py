@@ -12,7 +12,9 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from domain.storage import StoreConfig
+from domain.errors import ValidationError
+from persistence import StoreConfig
+from persistence.urls import SETTING
 
 Row = dict[str, Any]
 TIME_COLUMNS = frozenset({"created", "modified", "finished", "started", "expires", "lease_expires"})
@@ -47,6 +49,12 @@ class ReadStore(Protocol):
 
 
 def open_read_store(config: StoreConfig) -> ReadStore:
+    """The read models beside the events, in the database `config` names; a ValidationError
+    for a store that has none (memory://, eventsourcing's in-memory store for rule tests)."""
+    if config.backend == "memory":
+        raise ValidationError(
+            SETTING, "the read models need a database: use sqlite:///path or postgresql://user@host/db"
+        )
     if config.backend == "sqlite":
         from projections.stores.sqlite import SQLiteReadStore
 

@@ -10,26 +10,17 @@ from typing import Any
 
 import asyncpg
 import psycopg
+from psycopg.generators import send
 from psycopg.rows import dict_row
 
-from domain.storage import StoreConfig
+from persistence import StoreConfig
+from persistence.postgres import conninfo
 from projections.stores import Row, numbered
 
 
 def channel_for(schema: str) -> str:
     """One NOTIFY channel per store: stores in other schemas of the database stay apart."""
     return f"jobledger_changes_{schema}"[:63]
-
-
-def conninfo(config: StoreConfig) -> dict[str, Any]:
-    env = config.env
-    return {
-        "host": env["POSTGRES_HOST"],
-        "port": int(env["POSTGRES_PORT"]),
-        "user": env["POSTGRES_USER"],
-        "password": env["POSTGRES_PASSWORD"] or None,
-        "dbname": env["POSTGRES_DBNAME"],
-    }
 
 
 class _Tx:
@@ -59,8 +50,21 @@ class _Tx:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         self.flush()
         self.cursor.execute(numbered(sql, "%s"), list(params))
+        self.send_all()
         self.pipeline.sync()
         return self.cursor.rowcount
+
+    def send_all(self) -> None:
+        """Push every queued statement out to the server before waiting for answers.
+
+        psycopg 3.3's `Pipeline.sync()` (and a COMMIT in pipeline mode) may stop sending
+        once its queue of commands is empty although libpq still holds the tail of a large
+        statement (several MB of task rows) in its output buffer; it then waits for answers
+        the server cannot give before it has the whole statement, for ever (the same bug
+        as the event insert's, see persistence/postgres.py). Flushing first leaves nothing behind."""
+        conn = self.cursor.connection
+        with conn.lock:
+            conn.wait(send(conn.pgconn))
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         self.flush()
@@ -111,6 +115,7 @@ class PostgresReadStore:
             tx = _Tx(cursor, channel_for(self.schema), pipeline)
             yield tx
             tx.flush()
+            tx.send_all()
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._connect().cursor() as cursor:

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from domain.storage import StoreConfig
+from persistence import StoreConfig
 from projections.stores import TIME_COLUMNS, Row, utc
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width, so text order is time order

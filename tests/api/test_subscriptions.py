@@ -452,7 +452,7 @@ async def test_events_replay_everything_then_go_live_without_gaps(server: Server
         ledger = Ledger(server.store_url)
         try:
             for i in range(30):
-                ledger.create_job(tasks=[f"/direct/{i}"], destination="/o", code=f"direct-{i}", actor="direct")
+                ledger.jobs.create(tasks=[f"/direct/{i}"], destination="/o", code=f"direct-{i}", actor="direct")
                 direct_commits.append(time.monotonic())
                 time.sleep(0.02)
         finally:

@@ -23,7 +23,7 @@ def jobledger(store_url: str, *args: str, timeout: float = 60) -> subprocess.Com
 
 
 def test_events_export_writes_the_history_as_json_lines(ledger, store_url):
-    job_id = ledger.create_job(tasks=["/a", "/b"], destination="/o", actor="lars").id
+    job_id = ledger.jobs.create(tasks=["/a", "/b"], destination="/o", actor="lars").id
     done = jobledger(store_url, "events", "export")
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
@@ -55,7 +55,7 @@ def test_events_export_follow_keeps_tailing(ledger, store_url):
         env=env,
     )
     try:
-        ledger.create_queue("late", actor="lars")
+        ledger.queues.create("late", actor="lars")
         line = json.loads(tail.stdout.readline())
         assert (line["type"], line["actor"]) == ("Queue.Created", "lars")
     finally:
@@ -65,7 +65,7 @@ def test_events_export_follow_keeps_tailing(ledger, store_url):
 
 def test_projections_rebuild_shows_progress_and_a_count_then_status_shows_no_lag(ledger, store_url):
     for i in range(20):
-        ledger.create_job(tasks=[f"/f{i}"], destination="/o")
+        ledger.jobs.create(tasks=[f"/f{i}"], destination="/o")
     before = jobledger(store_url, "projections", "status")
     assert before.returncode == 0, before.stderr
     assert f"{ledger.position():,}" in before.stdout

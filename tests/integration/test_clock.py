@@ -18,8 +18,8 @@ def phase_of(read_side: ReadSide, job_id: str) -> str:
 
 
 def finished_job(ledger) -> str:
-    job_id = ledger.create_job(tasks=["/a"], destination="/o").id
-    ledger.update_job(job_id, status="ABORTED", actor="ops")
+    job_id = ledger.jobs.create(tasks=["/a"], destination="/o").id
+    ledger.jobs.update(job_id, status="ABORTED", actor="ops")
     return job_id
 
 
@@ -27,7 +27,7 @@ def test_the_clock_moves_a_finished_job_from_active_to_finished_to_archived(ledg
     read_side = ReadSide(ledger, finished_grace_s=60, archive_after_s=120)
     read_side.runner.setup()
     job_id = finished_job(ledger)
-    still_open = ledger.create_job(tasks=["/b"], destination="/o").id
+    still_open = ledger.jobs.create(tasks=["/b"], destination="/o").id
     read_side.runner.catch_up()
     finished_at = job(ledger, job_id).finished
 
@@ -51,11 +51,11 @@ def test_a_reopened_job_comes_back_to_the_active_list_and_a_stale_move_is_refuse
     read_side.runner.catch_up()
     finished_at = job(ledger, job_id).finished
     read_side.clock.tick(now=finished_at + timedelta(seconds=1.5))
-    ledger.update_job(job_id, status="WAITING", actor="ops")
+    ledger.jobs.update(job_id, status="WAITING", actor="ops")
     read_side.runner.catch_up()
     assert phase_of(read_side, job_id) == "ACTIVE"
     # The domain re-checks every move: an old cutoff does nothing to a reopened job.
-    assert ledger.retire_jobs([job_id], finished_at + timedelta(seconds=5)).ids == []
+    assert ledger.jobs.retire([job_id], finished_at + timedelta(seconds=5)).ids == []
     read_side.stop()
 
 

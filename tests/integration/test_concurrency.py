@@ -152,7 +152,7 @@ def test_threads_creating_the_same_queue_code_exactly_one_wins(new_ledger, threa
     ledgers = instances(new_ledger)
     outcomes = run_together(
         [
-            lambda i=i: as_client(ledgers[i % len(ledgers)].create_queue, "contested", description=f"by {i}")
+            lambda i=i: as_client(ledgers[i % len(ledgers)].queues.create, "contested", description=f"by {i}")
             for i in range(threads)
         ]
     )
@@ -186,7 +186,7 @@ def test_racing_default_changes_leave_exactly_one_default_queue(new_ledger):
     ledgers = instances(new_ledger)
     setup = ledgers[0]
     original_default = setup.registry().default_queue_id  # type: ignore[union-attr]
-    queue_ids = [setup.create_queue(f"q{i}").id for i in range(6)]
+    queue_ids = [setup.queues.create(f"q{i}").id for i in range(6)]
     doomed = queue_ids[4:]  # also raced by delete_queue
     created_ids: list[str] = []
     created_lock = threading.Lock()
@@ -197,20 +197,20 @@ def test_racing_default_changes_leave_exactly_one_default_queue(new_ledger):
         for _ in range(3):
             target = rng.choice(queue_ids)
             try:
-                as_client(ledger.update_queue, target, default=True, actor=f"worker-{worker}")
+                as_client(ledger.queues.update, target, default=True, actor=f"worker-{worker}")
             except NotFoundError:
                 assert target in doomed  # it was deleted first
             except ConflictError as exc:  # being deleted: sealed first, so it cannot become the default
                 assert target in doomed and "is sealed" in exc.message, exc.message
 
     def create_default(worker: int) -> None:
-        written = as_client(ledgers[worker % len(ledgers)].create_queue, f"new{worker}", default=True)
+        written = as_client(ledgers[worker % len(ledgers)].queues.create, f"new{worker}", default=True)
         with created_lock:
             created_ids.append(written.id)
 
     def delete(worker: int, queue_id: str) -> None:
         try:
-            as_client(ledgers[worker % len(ledgers)].delete_queue, queue_id)
+            as_client(ledgers[worker % len(ledgers)].queues.delete, queue_id)
         except ConflictError as exc:  # it had just become the default
             assert "default queue" in exc.message, exc.message
 
@@ -267,12 +267,12 @@ def test_racing_default_changes_leave_exactly_one_default_queue(new_ledger):
 
 def test_eight_threads_creating_25_jobs_each_in_one_queue_all_succeed_by_clean_retry(new_ledger):
     ledgers = instances(new_ledger)
-    target = ledgers[0].create_queue("busy").id
+    target = ledgers[0].queues.create("busy").id
 
     def create_jobs(worker: int) -> list[str]:
         ledger = ledgers[worker % len(ledgers)]
         ref = "busy" if worker % 2 else target  # by code and by id
-        return [ledger.create_job(queue=ref, code=f"w{worker}-j{n}").id for n in range(25)]  # no client retry
+        return [ledger.jobs.create(queue=ref, code=f"w{worker}-j{n}").id for n in range(25)]  # no client retry
 
     outcomes = run_together([lambda w=w: create_jobs(w) for w in range(8)])
     assert not unexpected(outcomes), [o.error for o in outcomes if o.error]
@@ -296,12 +296,12 @@ def test_eight_threads_creating_25_jobs_each_in_one_queue_all_succeed_by_clean_r
 
 def test_concurrent_tag_additions_with_different_keys_are_all_kept(new_ledger):
     ledgers = instances(new_ledger)
-    target = ledgers[0].create_queue("tagged", tags={"initial": "yes"}).id
+    target = ledgers[0].queues.create("tagged", tags={"initial": "yes"}).id
 
     def add_tags(worker: int) -> None:
         ledger = ledgers[worker % len(ledgers)]
         for n in range(3):
-            as_client(ledger.add_queue_tags, target, {f"k{worker}-{n}": f"v{worker}-{n}"})
+            as_client(ledger.queues.add_tags, target, {f"k{worker}-{n}": f"v{worker}-{n}"})
 
     outcomes = run_together([lambda w=w: add_tags(w) for w in range(8)])
     assert not unexpected(outcomes), [o.error for o in outcomes if o.error]
@@ -315,7 +315,7 @@ def test_concurrent_tag_additions_with_different_keys_are_all_kept(new_ledger):
 
 def test_concurrent_task_additions_to_one_job_get_unique_contiguous_uris(new_ledger):
     ledgers = instances(new_ledger)
-    job_id = ledgers[0].create_job(code="gather").id
+    job_id = ledgers[0].jobs.create(code="gather").id
     per_thread, threads = 3, 8
 
     def add_tasks(worker: int) -> list[str]:
@@ -323,7 +323,7 @@ def test_concurrent_task_additions_to_one_job_get_unique_contiguous_uris(new_led
         ids = []
         for n in range(per_thread):
             task = {"source": f"/in/{worker}-{n}.mov", "destination": f"/out/{worker}-{n}.mov"}
-            ids += as_client(ledger.add_tasks, job_id, [task]).ids
+            ids += as_client(ledger.jobs.add_tasks, job_id, [task]).ids
         return ids
 
     outcomes = run_together([lambda w=w: add_tasks(w) for w in range(threads)])
@@ -380,7 +380,7 @@ def race_against_job_creation(
             if n == 30:
                 assert committed.wait(timeout=THREAD_TIMEOUT_S)
             try:
-                written = as_client(ledger.create_job, queue=ref, code=f"w{worker}-j{n}")
+                written = as_client(ledger.jobs.create, queue=ref, code=f"w{worker}-j{n}")
             except Exception as exc:
                 if not refused(exc):
                     raise
@@ -417,13 +417,13 @@ def _queue_is_sealed(error: Exception) -> bool:
 
 def test_jobs_created_while_their_queue_is_deleted_all_end_up_in_the_default_queue(new_ledger):
     ledgers = instances(new_ledger)
-    target = ledgers[0].create_queue("target").id
+    target = ledgers[0].queues.create("target").id
     default_id = ledgers[0].registry().default_queue_id  # type: ignore[union-attr]
 
     created, _, _ = race_against_job_creation(
         ledgers,
         target,
-        lambda ledger: ledger.delete_queue(target),
+        lambda ledger: ledger.queues.delete(target),
         # delete_queue seals the queue first, then moves its jobs and deletes it.
         refused=lambda error: _queue_is_sealed(error) or _queue_is_gone(error),
     )
@@ -454,10 +454,10 @@ def test_jobs_created_while_their_queue_is_deleted_all_end_up_in_the_default_que
 
 def test_jobs_created_while_their_queue_is_sealed_all_precede_the_seal_in_the_log(new_ledger):
     ledgers = instances(new_ledger)
-    target = ledgers[0].create_queue("target").id
+    target = ledgers[0].queues.create("target").id
 
     created, refusals, sealed_written = race_against_job_creation(
-        ledgers, target, lambda ledger: ledger.seal_queue(target), refused=_queue_is_sealed
+        ledgers, target, lambda ledger: ledger.queues.seal(target), refused=_queue_is_sealed
     )
     created_ids = {w.id for w in created}
     for error in refusals:
@@ -490,16 +490,16 @@ def test_delete_queue_commits_while_one_client_keeps_submitting_jobs(new_ledger)
     # Regression: delete_queue read every open job per attempt, and each new job voided
     # the attempt, so it ran out of attempts on both stores (now it seals the queue first).
     submitter, admin = instances(new_ledger, 2)
-    target = submitter.create_queue("busy").id
+    target = submitter.queues.create("busy").id
     for n in range(50):
-        submitter.create_job(queue=target, code=f"backlog-{n}")
+        submitter.jobs.create(queue=target, code=f"backlog-{n}")
     stop = threading.Event()
 
     def submit() -> None:
         n = 0
         while not stop.is_set():
             try:
-                submitter.create_job(queue=target, code=f"live-{n}")
+                submitter.jobs.create(queue=target, code=f"live-{n}")
             except (NotFoundError, ConflictError) as exc:
                 assert _queue_is_gone(exc) or "is sealed" in str(exc), exc
                 return  # the queue is closed: that is the point
@@ -511,7 +511,7 @@ def test_delete_queue_commits_while_one_client_keeps_submitting_jobs(new_ledger)
     try:
         time.sleep(0.02)
         try:
-            admin.delete_queue(target)
+            admin.queues.delete(target)
         except ConflictError as exc:
             if gave_up(exc):
                 raise GaveUp(exc.message) from exc
@@ -524,19 +524,19 @@ def test_delete_queue_commits_while_one_client_keeps_submitting_jobs(new_ledger)
 
 def test_a_delete_queue_that_fails_leaves_the_queue_as_it_was(new_ledger):
     admin, other = instances(new_ledger, 2)
-    parent = admin.create_queue("parent").id
+    parent = admin.queues.create("parent").id
 
     def another_instance_nests_a_queue(position: int) -> None:
         # Runs after each of admin's saves: right after the delete's seal, before its move.
         if queue(admin, parent).state == "SEALED" and "child" not in admin.registry().codes:  # type: ignore[union-attr]
-            other.create_queue("child", parent="parent")
+            other.queues.create("child", parent="parent")
 
     admin.after_save.append(another_instance_nests_a_queue)
     with pytest.raises(ConflictError, match="nested queue"):
-        admin.delete_queue(parent)
+        admin.queues.delete(parent)
     admin.after_save.remove(another_instance_nests_a_queue)
 
     fresh = new_ledger()
     assert not queue(fresh, parent).deleted
     assert queue(fresh, parent).state == "ACTIVE", "the failed delete_queue left the queue sealed"
-    fresh.create_job(queue="parent", code="still-welcome")
+    fresh.jobs.create(queue="parent", code="still-welcome")

@@ -78,14 +78,14 @@ def submit(ledger: Ledger, count: int = 1, **kwargs: Any) -> tuple[str, list[str
     """A job of `count` tasks (/t0, /t1, ...) with a destination; (job id, task ids)."""
     kwargs.setdefault("tasks", [f"/t{i}" for i in range(count)])
     kwargs.setdefault("destination", "/out")
-    job_id = ledger.create_job(**kwargs).id
+    job_id = ledger.jobs.create(**kwargs).id
     return job_id, tasks_of(ledger, job_id)
 
 
 def claim(ledger: Ledger, candidates: Sequence[str], limit: int = 500, **kwargs: Any) -> list[str]:
     """Lease ids of what the domain hands out from these candidates."""
     kwargs.setdefault("lease_seconds", 60)
-    return ledger.claim_tasks("w1", list(candidates), limit=limit, actor="w1", **kwargs).ids
+    return ledger.dispatch.claim("w1", list(candidates), limit=limit, actor="w1", **kwargs).ids
 
 
 def claim_one(ledger: Ledger, task_id: str, **kwargs: Any) -> str:
@@ -194,7 +194,7 @@ async def _order_by_claiming(ledger: Ledger, reads: Reads, codes: list[str], lab
 @pytest.mark.parametrize(("queues", "jobs", "expected"), ORDERING)
 async def test_claims_follow_queue_priority_job_priority_then_execution_mode(ledger, reads, queues, jobs, expected):
     for code, (priority, mode) in queues.items():
-        ledger.create_queue(code, priority=priority, execution_mode=mode)
+        ledger.queues.create(code, priority=priority, execution_mode=mode)
     label_of: dict[str, str] = {}
     for label, code, priority, specs in jobs:
         _, task_ids = submit(
@@ -212,15 +212,15 @@ async def test_claims_follow_queue_priority_job_priority_then_execution_mode(led
 
 
 async def test_a_job_that_inherits_its_queues_priority_moves_when_the_queue_priority_changes(ledger, reads):
-    q = ledger.create_queue("q", priority=500, execution_mode="FIFO").id
+    q = ledger.queues.create("q", priority=500, execution_mode="FIFO").id
     labels = {}
     for label, priority in [("a", 400), ("b", None), ("c", 600)]:
         _, (task_id,) = submit(ledger, code=label, queue="q", priority=priority)
         labels[task_id] = label
     assert [labels[t] for t in await reads.candidates(["q"])] == ["c", "b", "a"]
-    ledger.update_queue(q, priority=700)
+    ledger.queues.update(q, priority=700)
     assert [labels[t] for t in await reads.candidates(["q"])] == ["b", "c", "a"]
-    ledger.update_queue(q, priority=100)
+    ledger.queues.update(q, priority=100)
     assert [labels[t] for t in await reads.candidates(["q"])] == ["c", "a", "b"]
 
 
@@ -228,7 +228,7 @@ async def test_a_job_that_inherits_its_queues_priority_moves_when_the_queue_prio
 
 
 async def test_tasks_on_hold_excluded_or_pending_are_never_handed_out(ledger, reads):
-    job_id = ledger.create_job(
+    job_id = ledger.jobs.create(
         code="mixed",
         tasks=[
             {"source": "/queued", "destination": "/o/queued"},
@@ -238,7 +238,7 @@ async def test_tasks_on_hold_excluded_or_pending_are_never_handed_out(ledger, re
         ],
     ).id
     queued, held, excluded, pending = tasks_of(ledger, job_id)
-    ledger.update_tasks(job_id, [{"id": held, "status": "ONHOLD"}, {"id": excluded, "status": "EXCLUDED"}])
+    ledger.jobs.update_tasks(job_id, [{"id": held, "status": "ONHOLD"}, {"id": excluded, "status": "EXCLUDED"}])
     statuses = [task(ledger, t).status for t in (queued, held, excluded, pending)]
     assert statuses == ["QUEUED", "ONHOLD", "EXCLUDED", "PENDING"]
     assert job(ledger, job_id).status == JobStatus.WAITING
@@ -254,27 +254,27 @@ async def test_the_tasks_of_a_paused_job_are_not_handed_out_until_it_is_resumed(
     paused, (first,) = submit(ledger, tasks=["/p0"], status="PAUSED")
     running, (r0, r1) = submit(ledger, tasks=["/r0", "/r1"])
     claim_one(ledger, r0)
-    ledger.update_job(running, status="PAUSED")  # paused while running: the rest waits
+    ledger.jobs.update(running, status="PAUSED")  # paused while running: the rest waits
     assert job(ledger, running).status == JobStatus.PAUSED
 
     assert await reads.candidates() == []
     assert claim(ledger, [first, r1]) == []
 
-    ledger.update_job(paused, status="WAITING")
+    ledger.jobs.update(paused, status="WAITING")
     assert await reads.candidates() == [first]
     assert [task_id_of(lease) for lease in claim(ledger, [first, r1])] == [first]
 
 
 async def test_a_disabled_queue_hands_out_nothing_and_a_sealed_queue_still_runs_its_jobs(ledger, reads):
-    q = ledger.create_queue("media").id
+    q = ledger.queues.create("media").id
     _, (t0, t1) = submit(ledger, 2, queue="media")
-    ledger.update_queue(q, status="DISABLED")
+    ledger.queues.update(q, status="DISABLED")
     assert await reads.candidates() == []
     assert await reads.candidates(["media"]) == []
     assert claim(ledger, [t0, t1]) == []
 
-    ledger.update_queue(q, status="WAITING")
-    ledger.seal_queue(q)
+    ledger.queues.update(q, status="WAITING")
+    ledger.queues.seal(q)
     assert queue(ledger, q).state == "SEALED"
     with pytest.raises(ConflictError):
         submit(ledger, queue="media")  # sealed: no new jobs...
@@ -283,7 +283,7 @@ async def test_a_disabled_queue_hands_out_nothing_and_a_sealed_queue_still_runs_
 
 
 async def test_max_concurrency_one_holds_back_a_second_job_until_the_first_finishes(ledger, reads):
-    q = ledger.create_queue("single", max_concurrency=1, execution_mode="FIFO").id
+    q = ledger.queues.create("single", max_concurrency=1, execution_mode="FIFO").id
     first, (a0, a1) = submit(ledger, 2, queue="single", code="first")
     second, (b0,) = submit(ledger, 1, queue="single", code="second")
 
@@ -295,9 +295,9 @@ async def test_max_concurrency_one_holds_back_a_second_job_until_the_first_finis
     assert job(ledger, second).status == JobStatus.WAITING
     assert claim(ledger, [b0]) == []
 
-    ledger.complete_task(leases[0])
+    ledger.dispatch.complete(leases[0])
     assert claim(ledger, await reads.candidates(["single"])) == []  # first is still RUNNING
-    ledger.complete_task(leases[1])
+    ledger.dispatch.complete(leases[1])
     assert job(ledger, first).status == JobStatus.DONE
     assert list(ledger.running_jobs(q)) == []
 
@@ -311,16 +311,16 @@ async def test_max_concurrency_one_holds_back_a_second_job_until_the_first_finis
 async def test_a_job_turns_running_at_its_first_claim_and_done_when_all_but_excluded_tasks_are_done(ledger, reads):
     job_id, (a, b, c) = submit(ledger, 3, code="story")
     q = job(ledger, job_id).queue_id
-    ledger.update_tasks(job_id, [{"id": c, "status": "EXCLUDED"}])
+    ledger.jobs.update_tasks(job_id, [{"id": c, "status": "EXCLUDED"}])
     assert job(ledger, job_id).status == JobStatus.WAITING
 
     lease_a = claim_one(ledger, a)
     assert job(ledger, job_id).status == JobStatus.RUNNING
     assert job_id in ledger.running_jobs(q)
     lease_b = claim_one(ledger, b)
-    ledger.complete_task(lease_a, {"bytes": 1})
+    ledger.dispatch.complete(lease_a, {"bytes": 1})
     assert job(ledger, job_id).status == JobStatus.RUNNING
-    ledger.complete_task(lease_b)
+    ledger.dispatch.complete(lease_b)
 
     done = job(ledger, job_id)
     assert done.status == JobStatus.DONE and done.finished is not None
@@ -350,24 +350,24 @@ async def test_a_job_turns_running_at_its_first_claim_and_done_when_all_but_excl
 async def test_a_failed_attempt_is_retried_until_max_attempts_then_the_task_and_job_fail(
     ledger, reads, queue_limit, job_limit, expected
 ):
-    ledger.create_queue("retries", max_attempts=queue_limit)
+    ledger.queues.create("retries", max_attempts=queue_limit)
     job_id, (flaky, steady) = submit(ledger, 2, queue="retries", max_attempts=job_limit)
     steady_lease = claim_one(ledger, steady)  # still in flight when `flaky` finally fails
 
     for attempt in range(1, expected + 1):
         assert await reads.candidates(["retries"]) == [flaky]
         lease = claim_one(ledger, flaky)
-        ledger.fail_task(lease, f"disk full ({attempt})", actor="w1")
+        ledger.dispatch.fail(lease, f"disk full ({attempt})", actor="w1")
         failed = task(ledger, flaky)
         assert failed.attempts == attempt
         assert failed.error == f"disk full ({attempt})"
         assert failed.status == (TaskStatus.FAILED if attempt == expected else TaskStatus.QUEUED)
         with pytest.raises(ConflictError):
-            ledger.complete_task(lease)  # that lease is over
+            ledger.dispatch.complete(lease)  # that lease is over
 
     assert await reads.candidates(["retries"]) == []
     assert job(ledger, job_id).status == JobStatus.RUNNING  # `steady` still executes
-    ledger.complete_task(steady_lease)
+    ledger.dispatch.complete(steady_lease)
     assert job(ledger, job_id).status == JobStatus.FAILED
     assert job_id not in ledger.running_jobs(job(ledger, job_id).queue_id)
     assert Counter(types_of(ledger, flaky))["Task.AttemptFailed"] == expected
@@ -376,7 +376,7 @@ async def test_a_failed_attempt_is_retried_until_max_attempts_then_the_task_and_
 async def test_failing_without_retry_fails_the_task_at_once(ledger):
     job_id, (only,) = submit(ledger, 1)
     lease = claim_one(ledger, only)
-    ledger.fail_task(lease, "unsupported codec", retry=False)
+    ledger.dispatch.fail(lease, "unsupported codec", retry=False)
     failed = task(ledger, only)
     assert (failed.status, failed.attempts, failed.error) == ("FAILED", 1, "unsupported codec")
     assert job(ledger, job_id).status == JobStatus.FAILED
@@ -392,17 +392,17 @@ async def test_an_expired_lease_is_refused_and_expiry_requeues_the_task_until_ma
         later = start + timedelta(seconds=11)
         before = ledger.position()
         for refused in (
-            partial(ledger.complete_task, lease, now=later),
-            partial(ledger.heartbeat, lease, progress=50, now=later),
-            partial(ledger.fail_task, lease, "late", now=later),
+            partial(ledger.dispatch.complete, lease, now=later),
+            partial(ledger.dispatch.heartbeat, lease, progress=50, now=later),
+            partial(ledger.dispatch.fail, lease, "late", now=later),
         ):
             with pytest.raises(ConflictError, match="expired"):
                 refused()
         assert ledger.position() == before  # refusals write nothing
 
         if attempt == 1:  # the domain command itself...
-            assert ledger.expire_leases([only], now=start + timedelta(seconds=5)).ids == []  # not yet due
-            assert ledger.expire_leases([only], now=later, actor=CLOCK_ACTOR).ids == [only]
+            assert ledger.dispatch.expire_leases([only], now=start + timedelta(seconds=5)).ids == []  # not yet due
+            assert ledger.dispatch.expire_leases([only], now=later, actor=CLOCK_ACTOR).ids == [only]
         else:  # ...and the clock, which finds due leases in the read model
             reads.runner.catch_up()
             assert clock.expire_leases(start + timedelta(seconds=5)) == 0
@@ -413,7 +413,7 @@ async def test_an_expired_lease_is_refused_and_expiry_requeues_the_task_until_ma
         assert "expired" in (expired.error or "")
         assert expired.status == (TaskStatus.FAILED if attempt == 3 else TaskStatus.QUEUED)
         with pytest.raises(ConflictError):
-            ledger.complete_task(lease)  # even "in time" by the wall clock: that lease is over
+            ledger.dispatch.complete(lease)  # even "in time" by the wall clock: that lease is over
 
     expiries = events_of(ledger, only, "Task.LeaseExpired")
     assert [r.actor for r in expiries] == [CLOCK_ACTOR] * 3
@@ -424,9 +424,9 @@ async def test_a_heartbeat_keeps_a_lease_alive_past_its_first_deadline(ledger):
     _, (only,) = submit(ledger, 1)
     start = datetime.now(UTC)
     lease = claim_one(ledger, only, lease_seconds=10, now=start)
-    ledger.heartbeat(lease, progress=40, now=start + timedelta(seconds=5))
-    assert ledger.expire_leases([only], now=start + timedelta(seconds=11)).ids == []
-    ledger.complete_task(lease, now=start + timedelta(seconds=14))
+    ledger.dispatch.heartbeat(lease, progress=40, now=start + timedelta(seconds=5))
+    assert ledger.dispatch.expire_leases([only], now=start + timedelta(seconds=11)).ids == []
+    ledger.dispatch.complete(lease, now=start + timedelta(seconds=14))
     assert task(ledger, only).status == TaskStatus.DONE
 
 
@@ -437,11 +437,11 @@ async def test_completing_in_bulk_is_all_or_nothing(ledger):
     short = claim_one(ledger, c, lease_seconds=5, now=start)
     before = ledger.position()
     with pytest.raises(ConflictError, match="expired"):
-        ledger.complete_tasks([(lease, None) for lease in [*live, short]], now=start + timedelta(seconds=6))
+        ledger.dispatch.complete_many([(lease, None) for lease in [*live, short]], now=start + timedelta(seconds=6))
     assert ledger.position() == before
     assert {task(ledger, t).status for t in (a, b, c)} == {TaskStatus.BOOTING}
 
-    written = ledger.complete_tasks([(live[0], {"n": 1}), (live[1], {"n": 2}), (short, None)], now=start)
+    written = ledger.dispatch.complete_many([(live[0], {"n": 1}), (live[1], {"n": 2}), (short, None)], now=start)
     assert written.ids == [a, b, c]
     assert task(ledger, b).result == {"n": 2}
     assert job(ledger, job_id).status == JobStatus.DONE
@@ -450,12 +450,12 @@ async def test_completing_in_bulk_is_all_or_nothing(ledger):
 async def test_completing_heartbeating_or_failing_after_the_job_was_aborted_is_a_conflict(ledger):
     job_id, (a, b) = submit(ledger, 2)
     lease = claim_one(ledger, a)
-    ledger.update_job(job_id, status="ABORTED", actor="ops")
+    ledger.jobs.update(job_id, status="ABORTED", actor="ops")
     before = ledger.position()
     for refused in (
-        lambda: ledger.complete_task(lease),
-        lambda: ledger.heartbeat(lease, progress=10),
-        lambda: ledger.fail_task(lease, "x"),
+        lambda: ledger.dispatch.complete(lease),
+        lambda: ledger.dispatch.heartbeat(lease, progress=10),
+        lambda: ledger.dispatch.fail(lease, "x"),
     ):
         with pytest.raises(ConflictError, match="aborted"):
             refused()
@@ -470,7 +470,7 @@ async def test_heartbeats_within_a_second_are_coalesced_into_about_one_lease_ren
     started = time.monotonic()
     calls = 0
     while (time.monotonic() - started < 3.0 or calls < 30) and time.monotonic() - started < 30:
-        ledger.heartbeat(lease, progress=min(99, calls), bytes_done=calls * 1000, speed=1.5)
+        ledger.dispatch.heartbeat(lease, progress=min(99, calls), bytes_done=calls * 1000, speed=1.5)
         calls += 1
         time.sleep(0.01)
     elapsed = time.monotonic() - started
@@ -488,10 +488,10 @@ async def test_a_heartbeat_renews_at_once_when_the_lease_runs_short(ledger):
     _, (only,) = submit(ledger, 1)
     lease = claim_one(ledger, only, lease_seconds=1)
     claimed = task(ledger, only).lease_renewed  # times relative to the claim, whatever the load
-    ledger.heartbeat(lease, now=claimed + timedelta(seconds=0.1))  # BOOTING -> EXECUTING, renewed
+    ledger.dispatch.heartbeat(lease, now=claimed + timedelta(seconds=0.1))  # BOOTING -> EXECUTING, renewed
     assert Counter(types_of(ledger, only))["Task.LeaseRenewed"] == 1
     # Less than a second after the last renewal, but with less than half the lease left.
-    ledger.heartbeat(lease, now=claimed + timedelta(seconds=0.8))
+    ledger.dispatch.heartbeat(lease, now=claimed + timedelta(seconds=0.8))
     assert Counter(types_of(ledger, only))["Task.LeaseRenewed"] == 2
 
 
@@ -499,16 +499,16 @@ async def test_releasing_a_lease_queues_the_task_again_without_counting_an_attem
     job_id, (only,) = submit(ledger, 1)
     lease = claim_one(ledger, only)
     assert task(ledger, only).attempts == 1
-    ledger.release_task(lease, actor="w1")
+    ledger.dispatch.release(lease, actor="w1")
     released = task(ledger, only)
     assert (released.status, released.attempts, released.lease_id) == ("QUEUED", 0, None)
     assert types_of(ledger, only)[-1] == "Task.LeaseReleased"
     with pytest.raises(ConflictError):
-        ledger.complete_task(lease)
+        ledger.dispatch.complete(lease)
     assert await reads.candidates() == [only]
     again = claim_one(ledger, only)
     assert task(ledger, only).attempts == 1
-    ledger.complete_task(again)
+    ledger.dispatch.complete(again)
     assert job(ledger, job_id).status == JobStatus.DONE
 
 
@@ -522,7 +522,7 @@ def test_claim_arguments_are_validated(ledger):
     ]:
         args = {"worker": "w1", "limit": 1, "lease_seconds": 60, **kwargs}
         with pytest.raises(ValidationError) as caught:
-            ledger.claim_tasks(args.pop("worker"), [only], **args)
+            ledger.dispatch.claim(args.pop("worker"), [only], **args)
         assert caught.value.field == field_
 
 
@@ -561,7 +561,7 @@ def most_running_at_once(records: list[Record]) -> int:
 
 async def test_eight_threads_on_two_ledgers_hand_out_every_task_once_within_max_concurrency(new_ledger, reads):
     ledgers = [reads.ledger, new_ledger()]
-    q = ledgers[0].create_queue("race", max_concurrency=RACE_LIMIT, execution_mode="FIFO").id
+    q = ledgers[0].queues.create("race", max_concurrency=RACE_LIMIT, execution_mode="FIFO").id
     job_ids, task_ids = [], []
     for j in range(RACE_JOBS):
         job_id, ids = submit(ledgers[0], RACE_TASKS_PER_JOB, queue="race", code=f"job{j}")
@@ -591,7 +591,7 @@ async def test_eight_threads_on_two_ledgers_hand_out_every_task_once_within_max_
                 continue
             claim_some = partial(
                 _as_client,
-                ledger.claim_tasks,
+                ledger.dispatch.claim,
                 name,
                 candidates,
                 limit=rng.randint(1, 3),
@@ -605,7 +605,7 @@ async def test_eight_threads_on_two_ledgers_hand_out_every_task_once_within_max_
                 continue
             for lease in written.ids:
                 await asyncio.sleep(rng.uniform(0, 0.003))  # "working"
-                await loop.run_in_executor(pool, partial(_as_client, ledger.complete_task, lease))
+                await loop.run_in_executor(pool, partial(_as_client, ledger.dispatch.complete, lease))
                 completed[task_id_of(lease)] += 1
 
     try:
@@ -701,7 +701,7 @@ def test_a_bulk_claim_and_a_bulk_completion_note_each_job_once(ledger):
         assert not events_of(ledger, job_id, "Job.TaskStatusChanged")
         assert job(ledger, job_id).status == JobStatus.RUNNING
 
-    ledger.complete_tasks([(lease, {"ok": True}) for lease in leases], actor="w1")
+    ledger.dispatch.complete_many([(lease, {"ok": True}) for lease in leases], actor="w1")
     for job_id, task_ids in ((first, first_tasks), (second, second_tasks)):
         completed = events_of(ledger, job_id, "Job.TaskStatusesChanged")[-1]
         assert completed.data["statuses"] == {t: "DONE" for t in task_ids}
@@ -731,7 +731,7 @@ def test_an_instance_whose_cache_is_behind_claims_and_completes_from_the_store(l
 
     late = claim(behind, task_ids, limit=6)  # only task 5 is still queued
     assert [task_id_of(lease) for lease in late] == task_ids[5:]
-    behind.complete_tasks([(lease, None) for lease in ahead])
+    behind.dispatch.complete_many([(lease, None) for lease in ahead])
     assert {task(ledger, t).status for t in task_ids[2:5]} == {TaskStatus.DONE}
     assert job(behind, job_id).tasks[task_ids[4]]["status"] == "DONE"
     assert job(ledger, job_id).status == JobStatus.RUNNING
@@ -762,7 +762,7 @@ def candidate_path(request, reads, monkeypatch):
 async def test_candidates_agree_with_a_full_sort_of_every_queued_task(ledger, reads, seed, candidate_path):
     rng = random.Random(seed)
     for code in ("qa", "qb", "qc"):
-        ledger.create_queue(
+        ledger.queues.create(
             code,
             priority=rng.choice([300, 500, 500, 800]),
             execution_mode=rng.choice(["FIFO", "LIFO", "PRIORITY"]),
@@ -777,9 +777,9 @@ async def test_candidates_agree_with_a_full_sort_of_every_queued_task(ledger, re
             tasks=[{"source": f"/j{j}/t{t}", "priority": rng.choice([0, 500, 1000])} for t in range(rng.randint(1, 7))],
         )
         if rng.random() < 0.2:
-            ledger.update_job(job_id, status="PAUSED")
+            ledger.jobs.update(job_id, status="PAUSED")
         if rng.random() < 0.3:
-            ledger.update_tasks(job_id, [{"id": task_ids[0], "status": "EXCLUDED"}])
+            ledger.jobs.update_tasks(job_id, [{"id": task_ids[0], "status": "EXCLUDED"}])
     for _ in range(3):  # some tasks and jobs already running
         candidates = await reads.candidates()
         if candidates:
@@ -792,7 +792,7 @@ async def test_candidates_agree_with_a_full_sort_of_every_queued_task(ledger, re
 
 async def test_candidates_across_many_small_jobs_agree_with_the_full_sort(ledger, reads, candidate_path):
     """Many jobs of one or two tasks in one group: the jobs are read a page at a time."""
-    ledger.create_queue("many", execution_mode="LIFO")
+    ledger.queues.create("many", execution_mode="LIFO")
     for j in range(30):
         submit(ledger, 1 + j % 2, code=f"m{j}", queue="many")
     reads.runner.catch_up()
@@ -805,7 +805,7 @@ async def test_candidates_across_many_small_jobs_agree_with_the_full_sort(ledger
 async def test_candidates_across_many_task_priorities_agree_with_the_full_sort(ledger, reads, candidate_path):
     """A PRIORITY queue whose tasks spread over more priorities than are walked one by one."""
     rng = random.Random(7)
-    ledger.create_queue("spread", execution_mode="PRIORITY")
+    ledger.queues.create("spread", execution_mode="PRIORITY")
     for j in range(6):
         submit(
             ledger,

@@ -12,11 +12,11 @@ from domain.history import History, event_types
 
 
 def workload(ledger) -> list[str]:
-    q = ledger.create_queue("audit", actor="lars@edit.com")
-    j = ledger.create_job(queue="audit", tasks=["/a", "/b"], destination="/o", actor="employee@acmevfx.com")
+    q = ledger.queues.create("audit", actor="lars@edit.com")
+    j = ledger.jobs.create(queue="audit", tasks=["/a", "/b"], destination="/o", actor="employee@acmevfx.com")
     first, _ = ledger.repository.get(__import__("uuid").UUID(j.id)).tasks
-    ledger.update_tasks(j.id, [{"id": first, "status": "EXCLUDED"}], actor="tommy")
-    ledger.update_job(j.id, status="ABORTED", actor="ops")
+    ledger.jobs.update_tasks(j.id, [{"id": first, "status": "EXCLUDED"}], actor="tommy")
+    ledger.jobs.update(j.id, status="ABORTED", actor="ops")
     return [q.id, j.id, first]
 
 
@@ -90,11 +90,9 @@ def test_a_failed_command_writes_nothing_at_all(ledger):
     workload(ledger)
     before = History(ledger).read(0, 10_000)
     failures = [
-        lambda: ledger.create_queue("audit"),
-        lambda: ledger.create_job(
-            queue="audit", tasks=["/ok", {"source": "/bad", "size": "big"}], destination="/o"
-        ),
-        lambda: ledger.delete_queue(ledger.registry().default_queue_id),
+        lambda: ledger.queues.create("audit"),
+        lambda: ledger.jobs.create(queue="audit", tasks=["/ok", {"source": "/bad", "size": "big"}], destination="/o"),
+        lambda: ledger.queues.delete(ledger.registry().default_queue_id),
     ]
     for fail in failures:
         with pytest.raises(Exception) as caught:
@@ -109,6 +107,4 @@ def test_replaying_the_store_in_a_new_process_gives_the_same_aggregates(ledger, 
     from uuid import UUID
 
     for aggregate_id in ids:
-        assert (
-            fresh.repository.get(UUID(aggregate_id)).facts == ledger.repository.get(UUID(aggregate_id)).facts
-        )
+        assert fresh.repository.get(UUID(aggregate_id)).facts == ledger.repository.get(UUID(aggregate_id)).facts

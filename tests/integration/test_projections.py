@@ -107,7 +107,7 @@ class Workload:
         """Six queues beside the default one, each with a different fate later on."""
         led = self.ledger
         self.queues["default"] = str(default_queue(led).id)
-        self.queues["ingest"] = led.create_queue(
+        self.queues["ingest"] = led.queues.create(
             "ingest",
             priority=700,
             tags={"team": "post", "site": "oslo"},
@@ -115,26 +115,26 @@ class Workload:
             description="Camera cards",
             actor="alice@post.example",
         ).id
-        self.queues["ingest-hd"] = led.create_queue(
+        self.queues["ingest-hd"] = led.queues.create(
             "ingest-hd",
             parent="ingest",
             priority=650,
             metadata={"resolution": "4k"},
             actor="alice@post.example",
         ).id
-        self.queues["renders"] = led.create_queue(
+        self.queues["renders"] = led.queues.create(
             "renders", execution_mode="FIFO", idle_timeout_s=30, max_attempts=2, actor="bob"
         ).id
-        self.queues["archive-2023"] = led.create_queue("archive-2023", priority=100, actor="ops").id
-        self.queues["scratch"] = led.create_queue("scratch", priority=300, actor="bob").id
-        self.queues["overnight"] = led.create_queue("overnight", priority=200, actor="ops").id
+        self.queues["archive-2023"] = led.queues.create("archive-2023", priority=100, actor="ops").id
+        self.queues["scratch"] = led.queues.create("scratch", priority=300, actor="bob").id
+        self.queues["overnight"] = led.queues.create("overnight", priority=200, actor="ops").id
 
     def reshape_queues(self) -> None:
         """Tags, updates, a default swap, a seal, a delete, a terminate, a reopen."""
         led, q = self.ledger, self.queues
-        led.add_queue_tags(q["ingest"], {"owner": "lars", "team": "color"}, actor="lars@edit.com")
-        led.remove_queue_tags(q["ingest"], ["site", "absent"], actor="ops")
-        led.update_queue(
+        led.queues.add_tags(q["ingest"], {"owner": "lars", "team": "color"}, actor="lars@edit.com")
+        led.queues.remove_tags(q["ingest"], ["site", "absent"], actor="ops")
+        led.queues.update(
             q["renders"],
             priority=900,
             description="GPU farm",
@@ -146,31 +146,31 @@ class Workload:
         )
         stays_in_scratch = self.finish_one_job_in("scratch")
         finished_in_scratch = self.finish_one_job_in("scratch", besides=stays_in_scratch)
-        led.update_queue(q["renders"], default=True, actor="ops")
+        led.queues.update(q["renders"], default=True, actor="ops")
         self.churn(10)
-        led.seal_queue(q["archive-2023"], actor="ops")
+        led.queues.seal(q["archive-2023"], actor="ops")
         self.closed.add("archive-2023")
-        led.delete_queue(q["scratch"], actor="bob")  # unfinished jobs move to renders
+        led.queues.delete(q["scratch"], actor="bob")  # unfinished jobs move to renders
         self.closed.add("scratch")
         if finished_in_scratch is not None:  # reopened after its queue went: lands in the default
-            led.update_job(finished_in_scratch, status="WAITING", actor="lars@edit.com")
-        late = led.create_job(
+            led.jobs.update(finished_in_scratch, status="WAITING", actor="lars@edit.com")
+        late = led.jobs.create(
             queue="overnight", code="late-render", tasks=[{"source": {"kind": "command", "command": "make"}}],
             actor="bob",
         ).id  # fmt: skip
         self.jobs.append(late)
         self.specs[late] = [{"source": {"kind": "command", "command": "make"}}]
-        led.terminate_queue(q["overnight"], actor="ops")  # aborts the unfinished jobs
-        led.update_queue(q["ingest"], priority=400, actor="alice@post.example")
-        led.update_queue(q["ingest-hd"], status="DISABLED", actor="ops")
-        led.update_queue(q["default"], default=True, priority=550, actor="ops")
+        led.queues.terminate(q["overnight"], actor="ops")  # aborts the unfinished jobs
+        led.queues.update(q["ingest"], priority=400, actor="alice@post.example")
+        led.queues.update(q["ingest-hd"], status="DISABLED", actor="ops")
+        led.queues.update(q["default"], default=True, priority=550, actor="ops")
 
     def finish_one_job_in(self, code: str, besides: str | None = None) -> str | None:
         """Mark one unfinished job of the queue DONE, so the queue keeps a finished job."""
         for job_id in self.jobs:
             j = job(self.ledger, job_id)
             if job_id != besides and j.queue_id == self.queues[code] and "DONE" in JOB_ALLOWED[j.status]:
-                self.ledger.update_job(job_id, status="DONE", actor=self.actor())
+                self.ledger.jobs.update(job_id, status="DONE", actor=self.actor())
                 return job_id
         return None
 
@@ -201,7 +201,7 @@ class Workload:
                 kwargs["tasks"] = specs
                 if self.rng.random() < 0.3:
                     kwargs["code"] = f"job-{i:02d}"
-            job_id = self.ledger.create_job(**kwargs, actor=self.actor()).id
+            job_id = self.ledger.jobs.create(**kwargs, actor=self.actor()).id
             self.jobs.append(job_id)
             self.specs[job_id] = list(specs)
 
@@ -225,16 +225,16 @@ class Workload:
     def scripted_outcomes(self, name: str) -> None:
         """A job a worker completes (RUNNING -> DONE) and one whose only task fails for
         good (RUNNING -> FAILED)."""
-        job_id = self.ledger.create_job(
+        job_id = self.ledger.jobs.create(
             code=f"smooth-{name}", tasks=["/cards/a.mov", "/cards/b.mov"], destination="/out", actor="bob"
         ).id
         self.jobs.append(job_id)
         self.specs[job_id] = [{"source": "/cards/a.mov"}, {"source": "/cards/b.mov"}]
-        leases = self.ledger.claim_tasks("worker-2", self.task_ids(job_id), limit=2, actor="worker-2").ids
-        self.ledger.complete_tasks([(lease, None) for lease in leases], actor="worker-2")
+        leases = self.ledger.dispatch.claim("worker-2", self.task_ids(job_id), limit=2, actor="worker-2").ids
+        self.ledger.dispatch.complete_many([(lease, None) for lease in leases], actor="worker-2")
         assert self.status_of(job_id) == "DONE"
 
-        job_id = self.ledger.create_job(
+        job_id = self.ledger.jobs.create(
             code=f"doomed-{name}",
             tasks=[{"source": "/cards/doomed.mov", "size": 42}],
             destination="/out",
@@ -243,20 +243,20 @@ class Workload:
         self.jobs.append(job_id)
         self.specs[job_id] = [{"source": "/cards/doomed.mov", "size": 42}]
         (task_id,) = self.task_ids(job_id)
-        (lease,) = self.ledger.claim_tasks("worker-1", [task_id], actor="worker-1").ids
-        self.ledger.fail_task(lease, "checksum mismatch", retry=False, actor="worker-1")
+        (lease,) = self.ledger.dispatch.claim("worker-1", [task_id], actor="worker-1").ids
+        self.ledger.dispatch.fail(lease, "checksum mismatch", retry=False, actor="worker-1")
         assert self.status_of(job_id) == "FAILED"
 
     def resend_part_of_a_done_job(self) -> None:
         """Completed tasks of 1,000 and 3,000 bytes; the small one is sent again (its
         duplicate retries it), so the job is WAITING at 75 % by size."""
         specs = [{"source": "/cards/small.mov", "size": 1_000}, {"source": "/cards/big.mov", "size": 3_000}]
-        job_id = self.ledger.create_job(code="resent", tasks=specs, destination="/out", actor="lars@edit.com").id
+        job_id = self.ledger.jobs.create(code="resent", tasks=specs, destination="/out", actor="lars@edit.com").id
         self.jobs.append(job_id)
         self.specs[job_id] = specs
-        leases = self.ledger.claim_tasks("worker-1", self.task_ids(job_id), limit=2, actor="worker-1").ids
-        self.ledger.complete_tasks([(lease, {"ok": True}) for lease in leases], actor="worker-1")
-        self.ledger.add_tasks(job_id, [specs[0]], actor="lars@edit.com")
+        leases = self.ledger.dispatch.claim("worker-1", self.task_ids(job_id), limit=2, actor="worker-1").ids
+        self.ledger.dispatch.complete_many([(lease, {"ok": True}) for lease in leases], actor="worker-1")
+        self.ledger.jobs.add_tasks(job_id, [specs[0]], actor="lars@edit.com")
         assert self.status_of(job_id) == "WAITING"
 
     def churn(self, rounds: int) -> None:
@@ -295,7 +295,7 @@ class Workload:
             if self.rng.random() < 0.2:
                 update["metadata"] = {"note": f"checked by {self.actor()}"}
             updates.append(update)
-        self.ledger.update_tasks(job_id, updates, actor=self.actor())
+        self.ledger.jobs.update_tasks(job_id, updates, actor=self.actor())
 
     def finish_tasks(self, job_id: str) -> None:
         """A user marks every task that may be DONE as DONE (the job follows if all are)."""
@@ -305,42 +305,42 @@ class Workload:
             if "DONE" in TASK_ALLOWED[task(self.ledger, task_id).status] - {task(self.ledger, task_id).status}
         ]
         if updates:
-            self.ledger.update_tasks(job_id, updates, actor=self.actor())
+            self.ledger.jobs.update_tasks(job_id, updates, actor=self.actor())
 
     def change_status(self, job_id: str) -> None:
         current = job(self.ledger, job_id).status
         choices = sorted((JOB_ALLOWED[current] & JOB_USER_SETTABLE) - {current})
         if choices:
-            self.ledger.update_job(job_id, status=self.rng.choice(choices), actor=self.actor())
+            self.ledger.jobs.update(job_id, status=self.rng.choice(choices), actor=self.actor())
 
     def add_duplicate(self, job_id: str) -> None:
         """Adding a task equal to an existing one retries it."""
         if self.specs[job_id] and self.status_of(job_id) != "ABORTED":
             spec = self.rng.choice(self.specs[job_id])
-            self.ledger.add_tasks(job_id, [spec], actor=self.actor())
+            self.ledger.jobs.add_tasks(job_id, [spec], actor=self.actor())
 
     def add_more_tasks(self, job_id: str) -> None:
         if self.status_of(job_id) == "ABORTED":
             return
         i = self.jobs.index(job_id)
         spec = self.new_task_spec(100 + i, len(self.specs[job_id]))
-        self.ledger.add_tasks(job_id, [spec], actor=self.actor())
+        self.ledger.jobs.add_tasks(job_id, [spec], actor=self.actor())
         self.specs[job_id].append(spec)
 
     def change_priority(self, job_id: str) -> None:
-        self.ledger.update_job(job_id, priority=self.rng.choice([None, 50, 950]), actor=self.actor())
+        self.ledger.jobs.update(job_id, priority=self.rng.choice([None, 50, 950]), actor=self.actor())
 
     def change_metadata(self, job_id: str) -> None:
-        self.ledger.update_job(job_id, metadata={"reviewed": self.rng.random() < 0.5}, actor=self.actor())
+        self.ledger.jobs.update(job_id, metadata={"reviewed": self.rng.random() < 0.5}, actor=self.actor())
 
     def move(self, job_id: str) -> None:
         target = self.rng.choice(self.open_queue_codes())
         with contextlib.suppress(ConflictError):  # running, and the target is full: nothing written
-            self.ledger.update_job(job_id, queue=target, actor=self.actor())
+            self.ledger.jobs.update(job_id, queue=target, actor=self.actor())
 
     def give_destination(self, job_id: str) -> None:
         if job(self.ledger, job_id).destination is None:
-            self.ledger.update_job(job_id, destination="/out/late", actor=self.actor())
+            self.ledger.jobs.update(job_id, destination="/out/late", actor=self.actor())
 
     def work(self, job_id: str) -> None:
         """A worker claims a queued task and completes it, fails it (for good or for
@@ -349,29 +349,29 @@ class Workload:
         if not queued:
             return
         worker = self.rng.choice(WORKERS)
-        leases = self.ledger.claim_tasks(worker, [self.rng.choice(queued)], lease_seconds=600, actor=worker).ids
+        leases = self.ledger.dispatch.claim(worker, [self.rng.choice(queued)], lease_seconds=600, actor=worker).ids
         if not leases:  # job not dispatchable, queue disabled or full
             return
         outcome = self.rng.choice(["complete", "complete", "fail", "retry", "busy"])
         if outcome == "complete":
-            self.ledger.complete_task(leases[0], result={"sha256": "ab" * 8}, actor=worker)
+            self.ledger.dispatch.complete(leases[0], result={"sha256": "ab" * 8}, actor=worker)
         elif outcome in ("fail", "retry"):
-            self.ledger.fail_task(leases[0], "disk full", retry=outcome == "retry", actor=worker)
+            self.ledger.dispatch.fail(leases[0], "disk full", retry=outcome == "retry", actor=worker)
 
     def delete(self, job_id: str) -> None:
         if self.deletions_left > 0:
             self.deletions_left -= 1
-            self.ledger.delete_job(job_id, actor=self.actor())
+            self.ledger.jobs.delete(job_id, actor=self.actor())
             self.jobs.remove(job_id)
 
     def retire_and_archive(self) -> None:
         """The clock's moves: finished jobs retire, some are archived, one is reopened."""
         finished = [j for j in self.jobs if self.status_of(j) in FINISHED]
         now = datetime.now(UTC)
-        retired = self.ledger.retire_jobs(finished[:6], now, actor="jobledger-clock").ids
-        self.ledger.archive_jobs(retired[:3], now, actor="jobledger-clock")
+        retired = self.ledger.jobs.retire(finished[:6], now, actor="jobledger-clock").ids
+        self.ledger.jobs.archive(retired[:3], now, actor="jobledger-clock")
         if retired:
-            self.ledger.update_job(retired[-1], status="WAITING", actor="lars@edit.com")
+            self.ledger.jobs.update(retired[-1], status="WAITING", actor="lars@edit.com")
 
 
 def realistic_workload(ledger: Ledger) -> Workload:
@@ -930,7 +930,7 @@ def test_the_feed_announces_the_position_the_runner_reached(ledger, open_runner)
     assert runner.feed.wait_for(head, timeout=1) is True
     assert runner.feed.wait_for(head + 1000, timeout=0.2) is False
 
-    later = ledger.create_job(code="late", tasks=["/late.mov"], destination="/out", actor="bob").position
+    later = ledger.jobs.create(code="late", tasks=["/late.mov"], destination="/out", actor="bob").position
     assert runner.feed.wait_for(later, timeout=0.2) is False  # written, not yet projected
     runner.catch_up()
     assert runner.feed.wait_for(later, timeout=1) is True
@@ -955,16 +955,16 @@ def test_two_runners_taking_turns_give_the_rows_a_rebuild_gives(ledger, open_run
     while step(first) + step(second):
         pass
     assert first.position() == ledger.position()
-    job_id = ledger.create_job(code="twice", tasks=[{"source": {"kind": "command", "command": "true"}}]).id
+    job_id = ledger.jobs.create(code="twice", tasks=[{"source": {"kind": "command", "command": "true"}}]).id
     (task_id,) = job(ledger, job_id).tasks
-    lease = ledger.claim_tasks("w", [task_id]).ids[0]
+    lease = ledger.dispatch.claim("w", [task_id]).ids[0]
     first.catch_up()  # the first runner sees attempt 1 start
     time.sleep(0.2)
-    ledger.fail_task(lease, "flaky")
-    lease = ledger.claim_tasks("w", [task_id]).ids[0]
+    ledger.dispatch.fail(lease, "flaky")
+    lease = ledger.dispatch.claim("w", [task_id]).ids[0]
     second.catch_up()  # the second sees attempt 2 start
     time.sleep(0.05)
-    ledger.complete_task(lease)
+    ledger.dispatch.complete(lease)
     first.catch_up()  # the first applies the completion: attempt 2 took ~50 ms, not ~250
     (row,) = first.store.read(f"SELECT time FROM {TASKS} WHERE id = ?", (task_id,))
     assert 40 <= row["time"] < 200, row

@@ -26,7 +26,7 @@ async def reads(ledger):
 
 
 def seed(ledger) -> dict[str, str]:
-    ledger.create_queue("high_prio", priority=999, actor="lars@edit.com")
+    ledger.queues.create("high_prio", priority=999, actor="lars@edit.com")
     ids = {}
     for i, (code, queue, prio) in enumerate(
         [
@@ -36,7 +36,7 @@ def seed(ledger) -> dict[str, str]:
             ("d.mov", "high_prio", 200),
         ]
     ):
-        ids[code] = ledger.create_job(
+        ids[code] = ledger.jobs.create(
             code=code,
             queue=queue,
             priority=prio,
@@ -44,7 +44,7 @@ def seed(ledger) -> dict[str, str]:
             destination="/o",
             actor="lars@edit.com" if i % 2 == 0 else "bob",
         ).id
-    ledger.update_job(ids["b.mov"], status="ABORTED", actor="ops")
+    ledger.jobs.update(ids["b.mov"], status="ABORTED", actor="ops")
     return ids
 
 
@@ -71,7 +71,7 @@ async def test_jobs_filter_with_the_contracts_where_examples(ledger, reads):
 async def test_a_job_without_a_priority_of_its_own_follows_its_queue(ledger, reads):
     models, sync = reads
     ids = seed(ledger)
-    ledger.update_queue(ledger.registry().codes["high_prio"], priority=10)
+    ledger.queues.update(ledger.registry().codes["high_prio"], priority=10)
     sync()
     job = await models.job(ids["x and y.png"])
     assert job["priority"] == 10
@@ -91,7 +91,7 @@ async def test_filter_by_queue_code_or_id_and_by_status_list(ledger, reads):
 async def test_pages_walk_every_row_once_in_sort_order_with_a_total(ledger, reads):
     models, sync = reads
     for i in range(23):
-        ledger.create_job(code=f"job-{i:02d}", priority=(i * 37) % 1000, tasks=[f"/f{i}"], destination="/o")
+        ledger.jobs.create(code=f"job-{i:02d}", priority=(i * 37) % 1000, tasks=[f"/f{i}"], destination="/o")
     sync()
     seen, after = [], None
     while True:
@@ -132,8 +132,8 @@ async def test_a_nullable_sort_key_pages_without_losing_rows(ledger, reads):
 async def test_queues_hide_sealed_ones_unless_asked_and_count_their_jobs(ledger, reads):
     models, sync = reads
     seed(ledger)
-    sealed = ledger.create_queue("old")
-    ledger.seal_queue(sealed.id)
+    sealed = ledger.queues.create("old")
+    ledger.queues.seal(sealed.id)
     sync()
     assert "old" not in await codes(await models.queues())
     assert "old" in await codes(await models.queues(include_archived=True))
@@ -144,9 +144,9 @@ async def test_queues_hide_sealed_ones_unless_asked_and_count_their_jobs(ledger,
 
 async def test_tasks_of_a_job_in_order_and_filtered(ledger, reads):
     models, sync = reads
-    job_id = ledger.create_job(tasks=[f"/f{i}" for i in range(12)], destination="/o").id
+    job_id = ledger.jobs.create(tasks=[f"/f{i}" for i in range(12)], destination="/o").id
     first_task = next(iter(ledger.repository.get(__import__("uuid").UUID(job_id)).tasks))
-    ledger.update_tasks(job_id, [{"id": first_task, "status": "EXCLUDED"}])
+    ledger.jobs.update_tasks(job_id, [{"id": first_task, "status": "EXCLUDED"}])
     sync()
     page = await models.tasks(job_id, first=5)
     assert [n["uri"] for n in page.nodes] == ["0", "1", "2", "3", "4"] and page.total_count == 12
@@ -192,7 +192,7 @@ def test_a_batch_touching_hundreds_of_jobs_is_applied_and_announced_within_notif
     runner = ProjectionRunner(ledger, store, batch_size=5000)
     runner.setup()
     for i in range(120):
-        ledger.create_job(code=f"bulk-{i}", tasks=[f"/a{i}", f"/b{i}"], destination="/o")
+        ledger.jobs.create(code=f"bulk-{i}", tasks=[f"/a{i}", f"/b{i}"], destination="/o")
     heard = []
     runner.feed.publish = heard.append  # type: ignore[method-assign]
     assert runner.run_batch() == ledger.position()  # the whole log, in one batch

@@ -18,7 +18,7 @@ checked too.
 Choices made here, where the ledger allows something a stricter rule would not:
 
 - "A job whose tasks are all DONE is finished" is not checked for a job whose status a
-  user set last (`update_job(status=...)`): that status stands until the next command
+  user set last (`jobs.update(status=...)`): that status stands until the next command
   that lets the tasks decide. (So resuming an ABORTED job whose tasks are all DONE
   leaves it WAITING with nothing to run, until e.g. its priority is changed.)
 - A deleted job's task summary may keep an old task status: a lease on one of its
@@ -34,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, ClassVar
 from uuid import UUID
@@ -240,7 +241,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.steps += 1
         before = self.ledger.position()
         try:
-            written = getattr(self.ledger, command)(*args, actor=ACTOR, **kwargs)
+            written = attrgetter(command)(self.ledger)(*args, actor=ACTOR, **kwargs)
         except LedgerError:
             after = self.ledger.position()
             assert after == before, f"{command} was refused but wrote events {before + 1}..{after}"
@@ -295,7 +296,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @initialize(target=queues, code=st.sampled_from(["ingest", "render"]), max_concurrency=st.sampled_from([None, 1]))
     def a_second_queue(self, code: str, max_concurrency: int | None) -> str:
         """Start with a queue besides the default, so sealing and deleting have a target."""
-        written = self.attempt("create_queue", code, max_concurrency=max_concurrency)
+        written = self.attempt("queues.create", code, max_concurrency=max_concurrency)
         assert written is not None
         return written.id
 
@@ -313,7 +314,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def some_jobs(self, submissions: list[tuple[list[Any], str | None, str | None]]) -> None:
         """Start with a few jobs in the default queue, so job and task commands have a target."""
         for tasks, destination, status in submissions:
-            written = self.attempt("create_job", tasks=tasks, destination=destination, status=status)
+            written = self.attempt("jobs.create", tasks=tasks, destination=destination, status=status)
             assert written is not None
 
     @rule(
@@ -326,7 +327,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def create_queue(self, code: Any, default: Any, parent: str | None, max_concurrency: Any) -> Any:
         """Create a queue: codes often taken or invalid; sometimes nested, the new default,
         or limited to 1 or 2 running jobs."""
-        written = self.attempt("create_queue", code, default=default, parent=parent, max_concurrency=max_concurrency)
+        written = self.attempt("queues.create", code, default=default, parent=parent, max_concurrency=max_concurrency)
         if written is None:
             return multiple()
         registry = self.ledger.registry()
@@ -346,7 +347,7 @@ class LedgerMachine(RuleBasedStateMachine):
         """Change a queue: make it the default (or try to stop it being one), change its
         limit, priority or status."""
         changes = {"default": default, "max_concurrency": max_concurrency, "priority": priority, "status": status}
-        written = self.attempt("update_queue", queue, **{k: v for k, v in changes.items() if v is not UNSET})
+        written = self.attempt("queues.update", queue, **{k: v for k, v in changes.items() if v is not UNSET})
         if written is not None and default is True:
             registry = self.ledger.registry()
             assert registry is not None and registry.default_queue_id == queue
@@ -359,7 +360,7 @@ class LedgerMachine(RuleBasedStateMachine):
         others = [qid for qid, q in world.queues.items() if not q.deleted and not q.default]
         anything = st.sampled_from([*world.queues, NOT_AN_ID])
         queue = data.draw(mostly(st.sampled_from(others), anything, one_in=4) if others else anything, label="queue")
-        if self.attempt(f"{action}_queue", queue) is None:
+        if self.attempt(f"queues.{action}", queue) is None:
             return
         ended = self.world().queues[queue]
         if action == "seal":
@@ -377,9 +378,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def tag_queue(self, queue: str, tags: dict[str, Any], keys: Any) -> None:
         """Add tags, or (when `keys` are given) remove them."""
         if keys is None:
-            self.attempt("add_queue_tags", queue, tags)
+            self.attempt("queues.add_tags", queue, tags)
         else:
-            self.attempt("remove_queue_tags", queue, keys)
+            self.attempt("queues.remove_tags", queue, keys)
 
     # -- jobs ------------------------------------------------------------------------
 
@@ -408,7 +409,7 @@ class LedgerMachine(RuleBasedStateMachine):
         """Submit a job, to the default queue or one named by id or code, with or without
         a destination (without one, its transfers wait as PENDING)."""
         written = self.attempt(
-            "create_job", queue=queue, code=code, destination=destination, status=status, tasks=tasks
+            "jobs.create", queue=queue, code=code, destination=destination, status=status, tasks=tasks
         )
         if written is not None:
             assert written.id in self.world().jobs
@@ -426,7 +427,7 @@ class LedgerMachine(RuleBasedStateMachine):
         queue, give it a destination or a priority; any of these together."""
         job = self.pick_job(data)
         changes = {"status": status, "queue": queue, "destination": destination, "priority": priority}
-        written = self.attempt("update_job", job, **{k: v for k, v in changes.items() if v is not UNSET})
+        written = self.attempt("jobs.update", job, **{k: v for k, v in changes.items() if v is not UNSET})
         if written is None:
             return
         if status is UNSET:
@@ -440,7 +441,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def delete_job(self, data: st.DataObject) -> None:
         """Delete a job, whatever its status (a running one too)."""
         job = self.pick_job(data)
-        if self.attempt("delete_job", job) is not None:
+        if self.attempt("jobs.delete", job) is not None:
             assert self.world().jobs[job].deleted
 
     # -- tasks -----------------------------------------------------------------------
@@ -458,7 +459,7 @@ class LedgerMachine(RuleBasedStateMachine):
         send_again: bool = bool(sent_before) and data.draw(st.booleans(), label="send again")
         if send_again:
             tasks = data.draw(st.lists(st.sampled_from(sent_before), min_size=1, max_size=2), label="again")
-        written = self.attempt("add_tasks", job, tasks, allow_duplicates=allow_duplicates)
+        written = self.attempt("jobs.add_tasks", job, tasks, allow_duplicates=allow_duplicates)
         if written is not None:
             self.settled_by_tasks(job)
             assert set(written.ids) <= set(self.world().jobs[job].tasks)
@@ -488,7 +489,7 @@ class LedgerMachine(RuleBasedStateMachine):
             )
         odd = st.sampled_from([{"status": "DONE"}, {"id": task_ids[0], "size": 3}, "DONE", updates[0]])
         updates += data.draw(mostly(st.just([]), st.lists(odd, min_size=1, max_size=1), 12), label="odd update")
-        if self.attempt("update_tasks", job, updates) is not None:
+        if self.attempt("jobs.update_tasks", job, updates) is not None:
             self.settled_by_tasks(job)
 
     # -- a worker --------------------------------------------------------------------
@@ -506,7 +507,7 @@ class LedgerMachine(RuleBasedStateMachine):
         ]
         anything = st.sampled_from(list(world.tasks))
         task_id = data.draw(mostly(st.sampled_from(ready), anything, one_in=4) if ready else anything, label="task")
-        written = self.attempt("claim_tasks", "worker-1", [task_id], limit=1, lease_seconds=600)
+        written = self.attempt("dispatch.claim", "worker-1", [task_id], limit=1, lease_seconds=600)
         if written is not None:
             self.leases.extend(written.ids)
 
@@ -527,18 +528,18 @@ class LedgerMachine(RuleBasedStateMachine):
         world = self.world()
         if outcome == "expire":
             later = datetime.now(UTC) + timedelta(hours=1)
-            written = self.attempt("expire_leases", list(world.tasks), now=later)
+            written = self.attempt("dispatch.expire_leases", list(world.tasks), now=later)
             if written is not None:
                 self.settled_by_tasks(*(world.tasks[task_id].job_id for task_id in written.ids))
             return
         live, anything = self.live_leases(), st.sampled_from(self.leases)
         lease = data.draw(mostly(st.sampled_from(live), anything, one_in=4) if live else anything, label="lease")
         if outcome == "complete":
-            written = self.attempt("complete_task", lease, result={"ok": True})
+            written = self.attempt("dispatch.complete", lease, result={"ok": True})
         elif outcome == "release":
-            written = self.attempt("release_task", lease)
+            written = self.attempt("dispatch.release", lease)
         else:
-            written = self.attempt("fail_task", lease, "boom", retry=outcome == "fail")
+            written = self.attempt("dispatch.fail", lease, "boom", retry=outcome == "fail")
         if written is not None and outcome != "release":
             self.settled_by_tasks(world.tasks[task_id_of(lease)].job_id)
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from eventsourcing.utils import resolve_topic
 
 from domain.errors import ValidationError
 from domain.inputs import file_name, job_code, task_spec
+from domain.ledger import open_store
 from domain.rules import check_code, check_priority
-from domain.storage import parse_database_url
+from persistence import StorageError, open_storage, parse_database_url
+from persistence.memory import MemoryStorage
+from persistence.postgres import GapFreePostgresApplicationRecorder, PostgresStorage
+from persistence.sqlite import SQLiteStorage
+from projections.stores import open_read_store
 
 
 def test_an_sqlite_url_names_the_file():
@@ -26,12 +32,38 @@ def test_a_postgresql_url_sets_host_port_user_database_and_schema():
     assert "s3cret" not in config.display
 
 
-@pytest.mark.parametrize("url", ["mysql://x/y", "sqlite://", "nonsense"])
+def test_postgresql_events_are_written_by_the_gap_free_recorder():
+    env = parse_database_url("postgresql://db.example/ledger").env
+    assert resolve_topic(env["APPLICATION_RECORDER_TOPIC"]) is GapFreePostgresApplicationRecorder
+
+
+def test_each_url_opens_the_storage_of_its_backend():
+    assert isinstance(open_storage("sqlite:///j.db"), SQLiteStorage)
+    assert isinstance(open_storage("postgresql://db.example/ledger"), PostgresStorage)
+    memory = open_storage("memory://")
+    assert isinstance(memory, MemoryStorage)
+    assert memory.env["PERSISTENCE_MODULE"] == "eventsourcing.popo"
+
+
+@pytest.mark.parametrize("url", ["mysql://x/y", "sqlite://", "nonsense", "memory://somewhere"])
 def test_an_unsupported_url_is_refused_with_what_to_write_instead(url):
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(StorageError) as caught:
         parse_database_url(url)
+    assert str(caught.value).startswith("JOBLEDGER_DATABASE_URL: ")
+    assert "sqlite:///" in caught.value.reason or "memory://" in caught.value.reason
+
+
+def test_the_ledger_refuses_an_unsupported_url_as_a_validation_error():
+    with pytest.raises(ValidationError) as caught:
+        open_store("mysql://x/y")
     assert caught.value.field == "JOBLEDGER_DATABASE_URL"
-    assert "sqlite:///" in caught.value.reason
+    assert caught.value.reason == "unsupported scheme 'mysql': use sqlite:///path or postgresql://user@host/db"
+
+
+def test_the_read_models_refuse_the_in_memory_store_with_what_to_use_instead():
+    with pytest.raises(ValidationError) as caught:
+        open_read_store(parse_database_url("memory://"))
+    assert caught.value.field == "JOBLEDGER_DATABASE_URL" and "sqlite:///" in caught.value.reason
 
 
 @pytest.mark.parametrize("code", ["high_prio", "a", "render-farm-2", "0"])

@@ -1,0 +1,107 @@
+"""Database URLs: which store a URL names, and eventsourcing's settings for it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+SETTING = "JOBLEDGER_DATABASE_URL"
+DEFAULT_DATABASE_URL = "sqlite:///jobledger.db"
+Backend = Literal["sqlite", "postgres", "memory"]
+
+# Only the settings name the recorder: stored events and snapshots name the domain's
+# event classes, never a recorder, so the recorder's module can move without a migration.
+GAP_FREE_RECORDER_TOPIC = "persistence.postgres:GapFreePostgresApplicationRecorder"
+
+
+class StorageError(ValueError):
+    """A database URL that names no store we can use. `reason` says what to write instead;
+    the message starts with the setting (`JOBLEDGER_DATABASE_URL: ...`)."""
+
+    setting = SETTING
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{self.setting}: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """A parsed database URL: the backend and eventsourcing's settings for it."""
+
+    url: str
+    backend: Backend
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def display(self) -> str:
+        """The URL without its password, for logs."""
+        parts = urlsplit(self.url)
+        if parts.password:
+            return self.url.replace(f":{parts.password}@", ":***@")
+        return self.url
+
+
+def database_url_from_env() -> str:
+    return os.environ.get(SETTING) or DEFAULT_DATABASE_URL
+
+
+def parse_database_url(url: str) -> StoreConfig:
+    """`sqlite:///path/to/file.db`, `postgresql://user:password@host:port/db?schema=s`, or
+    `memory://` (eventsourcing's in-memory store: events in this process only, for tests).
+    StorageError for anything else."""
+    scheme = urlsplit(url).scheme
+    parse = _SCHEMES.get(scheme)
+    if parse is None:
+        raise StorageError(f"unsupported scheme {scheme!r}: use sqlite:///path or postgresql://user@host/db")
+    return parse(url)
+
+
+def _sqlite(url: str) -> StoreConfig:
+    path = unquote(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else ""
+    if not path:
+        raise StorageError("an SQLite URL looks like sqlite:///path/to/jobledger.db")
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": path,
+        "SQLITE_LOCK_TIMEOUT": "30",
+    }
+    return StoreConfig(url=url, backend="sqlite", env=env)
+
+
+def _postgres(url: str) -> StoreConfig:
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
+        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_SCHEMA": query.get("schema", ["public"])[0],
+        "POSTGRES_POOL_SIZE": query.get("pool_size", ["5"])[0],
+        "POSTGRES_MAX_OVERFLOW": "10",
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "APPLICATION_RECORDER_TOPIC": GAP_FREE_RECORDER_TOPIC,
+    }
+    return StoreConfig(url=url, backend="postgres", env=env)
+
+
+def _memory(url: str) -> StoreConfig:
+    if url.rstrip("/") != "memory:":
+        raise StorageError("the in-memory store's URL is memory:// (it takes no host, path or options)")
+    return StoreConfig(url=url, backend="memory", env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+
+
+_SCHEMES: dict[str, Callable[[str], StoreConfig]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgres,
+    "postgres": _postgres,
+    "postgresql+psycopg": _postgres,
+    "memory": _memory,
+}
