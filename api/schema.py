@@ -19,7 +19,7 @@ from strawberry.schema.config import StrawberryConfig
 from api.errors import ErrorCodes
 from api.mutations import Mutation
 from api.queries import Query
-from api.subscriptions import Subscription
+from api.subscriptions import PerEventExecution, Subscription
 from api.types import LONG_SCALAR, Long
 
 MAX_DEPTH = 10
@@ -46,6 +46,7 @@ def build_schema() -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(scalar_map={Long: LONG_SCALAR}),
+        execution_context_class=PerEventExecution,
         extensions=[
             ErrorCodes,
             # Factories: a fresh extension per request; the parse and validation

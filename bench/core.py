@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.databases import fresh_postgres  # noqa: E402
+from bench.progress import Progress  # noqa: E402
 from domain.errors import ConflictError  # noqa: E402
 from domain.history import History  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
@@ -66,54 +66,6 @@ class CountingLedger(Ledger):
             with self._conflicts_lock:
                 self.conflicts += 1
             raise
-
-
-# -- progress --------------------------------------------------------------------
-
-
-@dataclass
-class Progress:
-    """A counter that a background thread shows on stderr about once a second."""
-
-    label: str
-    total: int
-    done: int = 0
-    started: float = field(default_factory=time.perf_counter)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, n: int = 1) -> None:
-        with self._lock:
-            self.done += n
-
-    def line(self) -> str:
-        elapsed = time.perf_counter() - self.started
-        rate = self.done / elapsed if elapsed else 0.0
-        return f"{self.label}: {self.done:,}/{self.total:,}  {rate:,.0f}/s  {elapsed:.0f} s "
-
-    def _show(self) -> None:
-        # On a terminal, one line rewritten in place; in a log, a line every 10 s.
-        tty = sys.stderr.isatty()
-        ticks = 0
-        while not self._stop.wait(1.0):
-            ticks += 1
-            if tty:
-                sys.stderr.write("\r" + self.line())
-            elif ticks % 10 == 0:
-                sys.stderr.write(self.line() + "\n")
-            sys.stderr.flush()
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Progress]:
-        shower = threading.Thread(target=self._show, daemon=True)
-        shower.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            shower.join()
-            sys.stderr.write(("\r" if sys.stderr.isatty() else "") + self.line() + "\n")
-            sys.stderr.flush()
 
 
 # -- stores ----------------------------------------------------------------------
@@ -171,7 +123,7 @@ def read_log(ledger: Ledger, batch: int) -> list[Row]:
     with Progress(f"read, batches of {batch}", total).running() as progress:
         started = time.perf_counter()
         for count, _ in enumerate(history.follow(after=0, batch=batch), start=1):
-            progress.done = count
+            progress.set(count)
         elapsed = time.perf_counter() - started
     if count != total:
         say(f"warning: read {count:,} events, but the store's position is {total:,}")

@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -43,13 +41,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.databases import ADMIN_URL, fresh_postgres  # noqa: E402
+from bench.others import OTHERS_SCRIPT, others_python, run_other  # noqa: E402
+from bench.progress import Progress  # noqa: E402
 from tests.api.conftest import Server, start_server, stop_server  # noqa: E402
 
 STORE_NAMES = {"postgres": "PG", "sqlite": "SQLite"}
 TASKS_PER_JOB = 100
 WORKER_COUNTS = (1, 4)
 LEASE_SECONDS = 600
-OTHERS_PACKAGES = ["procrastinate", "pgqueuer", "psycopg[binary]", "asyncpg"]
 
 CREATE_JOB = "mutation($code: String!, $tasks: [TaskInput!]!) { createJob(input: {code: $code, tasks: $tasks}) { id } }"
 CLAIM = """mutation($worker: String!, $limit: Int!, $lease: Int!) {
@@ -81,47 +80,6 @@ class Result:
     def end_to_end(self) -> float:
         total = self.submit_s + self.process_s
         return self.tasks / total if total else 0.0
-
-
-# -- progress --------------------------------------------------------------------
-
-
-@dataclass
-class Progress:
-    """A counter shown on stderr about once a second (every 10 s when stderr is not a terminal)."""
-
-    label: str
-    total: int
-    done: int = 0
-    started: float = field(default_factory=time.perf_counter)
-
-    def line(self) -> str:
-        elapsed = time.perf_counter() - self.started
-        rate = self.done / elapsed if elapsed else 0.0
-        return f"  {self.label}: {self.done:,}/{self.total:,}  {rate:,.0f}/s  {elapsed:.0f} s "
-
-    async def show(self) -> None:
-        tty, ticks = sys.stderr.isatty(), 0
-        while True:
-            await asyncio.sleep(1)
-            ticks += 1
-            if tty:
-                sys.stderr.write("\r" + self.line())
-            elif ticks % 10 == 0:
-                sys.stderr.write(self.line() + "\n")
-            sys.stderr.flush()
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> Any:
-        shower = asyncio.create_task(self.show())
-        try:
-            yield self
-        finally:
-            shower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await shower
-            sys.stderr.write(("\r" if sys.stderr.isatty() else "") + self.line() + "\n")
-            sys.stderr.flush()
 
 
 # -- databases -------------------------------------------------------------------
@@ -178,13 +136,13 @@ async def submit(server: Server, tasks: int) -> float:
     api = Api(server.graphql, "bench-submit")
     jobs = -(-tasks // TASKS_PER_JOB)
     try:
-        async with Progress("submit (tasks)", tasks).running() as progress:
+        with Progress("submit (tasks)", tasks).running() as progress:
             started = time.perf_counter()
             for j in range(jobs):
                 n = min(TASKS_PER_JOB, tasks - j * TASKS_PER_JOB)
                 specs = [{"source": {"kind": "command", "command": f"true {j}.{i}"}} for i in range(n)]
                 await api(CREATE_JOB, code=f"bench-{j}", tasks=specs)
-                progress.done += n
+                progress.add(n)
             return time.perf_counter() - started
     finally:
         await api.close()
@@ -219,14 +177,14 @@ async def work(api: Api, name: str, limit: int, tally: Tally, progress: Progress
             await api(COMPLETE_ONE, lease=leases[0])
         else:
             await api(COMPLETE_MANY, completions=[{"leaseId": lease} for lease in leases])
-        progress.done += len(leases)
+        progress.add(len(leases))
 
 
 async def process(server: Server, tasks: int, workers: int, limit: int, label: str) -> float:
     apis = [Api(server.graphql, f"bench-worker-{n}") for n in range(workers)]
     tally = Tally(tasks)
     try:
-        async with Progress(label, tasks).running() as progress:
+        with Progress(label, tasks).running() as progress:
             started = time.perf_counter()
             await asyncio.gather(
                 *(work(api, f"bench-worker-{n}", limit, tally, progress) for n, api in enumerate(apis))
@@ -317,138 +275,7 @@ def bench_jobledger(store: str, tasks: int, workers: int, limit: int, tmp: str, 
     return result
 
 
-# -- Procrastinate and PgQueuer, in their own virtual environment ------------------
-
-OTHERS_SCRIPT = r'''
-"""Run by bench/throughput.py with the others' venv: one library, one fresh database.
-    python others.py procrastinate|pgqueuer DATABASE_URL TASKS WORKERS BATCH
-Prints one JSON line on stdout: submit and process seconds, jobs done, the library's version."""
-import asyncio, json, logging, sys, time
-from datetime import timedelta
-from importlib.metadata import version
-
-library, url, tasks, workers, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-CHUNK = 1000  # jobs per batch enqueue
-done = 0
-logging.basicConfig(level=logging.WARNING)
-logging.getLogger("procrastinate.blueprints").setLevel(logging.ERROR)  # "App is instantiated in __main__"
-
-
-def say(message):
-    print(message, file=sys.stderr, flush=True)
-
-
-async def progress(label):
-    started = time.perf_counter()
-    while True:
-        await asyncio.sleep(10)
-        elapsed = time.perf_counter() - started
-        say(f"  {label}: {done:,}/{tasks:,}  {done / elapsed:,.0f}/s  {elapsed:.0f} s")
-
-
-async def procrastinate_run():
-    global done
-    import procrastinate
-    import psycopg
-
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
-
-    @app.task(name="noop", queue="bench")
-    async def noop(i):
-        global done
-        done += 1
-
-    async with app.open_async():
-        await app.schema_manager.apply_schema_async()
-        started = time.perf_counter()
-        for first in range(0, tasks, CHUNK):
-            await noop.batch_defer_async(*({"i": i} for i in range(first, min(tasks, first + CHUNK))))
-        submit = time.perf_counter() - started
-        # Not timed. The server runs with autovacuum = off, so the new procrastinate_jobs table
-        # never gets statistics. The planner then guesses 1 row and runs procrastinate_fetch_job_v2
-        # (sql/schema.sql) as a bitmap scan + sort of every 'todo' job: 3.7 ms a fetch at 10,000
-        # jobs, getting faster as the queue drains. With statistics it reads the first entry of
-        # procrastinate_jobs_priority_idx_v1 (0.04 ms). ANALYZE does what autovacuum would do
-        # after these inserts on a default server.
-        await app.connector.execute_query_async("ANALYZE procrastinate_jobs")
-        shower = asyncio.create_task(progress("process (jobs)"))
-        started = time.perf_counter()
-        await app.run_worker_async(
-            queues=["bench"], concurrency=workers, wait=False, listen_notify=False, install_signal_handlers=False
-        )
-        process = time.perf_counter() - started
-        shower.cancel()
-    with psycopg.connect(url) as conn:
-        statuses = dict(conn.execute("SELECT status::text, count(*) FROM procrastinate_jobs GROUP BY 1").fetchall())
-    return submit, process, statuses.get("succeeded", 0), statuses
-
-
-async def pgqueuer_run():
-    global done
-    import asyncpg
-    from pgqueuer import QueueManager
-    from pgqueuer.queries import Queries
-    from pgqueuer.types import QueueExecutionMode
-
-    conn = await asyncpg.connect(url)
-    queries = Queries.from_asyncpg_connection(conn)
-    await queries.install()
-    started = time.perf_counter()
-    for first in range(0, tasks, CHUNK):
-        n = min(tasks, first + CHUNK) - first
-        await queries.enqueue(["noop"] * n, [None] * n, [0] * n)
-    submit = time.perf_counter() - started
-
-    managers, connections = [], []
-    for _ in range(workers):
-        connection = await asyncpg.connect(url)
-        connections.append(connection)
-        qm = QueueManager(Queries.from_asyncpg_connection(connection))
-
-        @qm.entrypoint("noop")
-        async def noop(job):
-            global done
-            done += 1
-
-        managers.append(qm)
-    shower = asyncio.create_task(progress("process (jobs)"))
-    started = time.perf_counter()
-    await asyncio.gather(*(
-        qm.run(batch_size=batch, mode=QueueExecutionMode.drain, log_aggregation_interval=timedelta(0))
-        for qm in managers
-    ))
-    process = time.perf_counter() - started
-    shower.cancel()
-    left = await conn.fetchval("SELECT count(*) FROM pgqueuer")
-    logged = dict(await conn.fetch("SELECT status::text, count(*) FROM pgqueuer_log GROUP BY 1"))
-    for connection in [conn, *connections]:
-        await connection.close()
-    return submit, process, tasks - left, {"left in queue": left, "log": logged}
-
-
-run = {"procrastinate": procrastinate_run, "pgqueuer": pgqueuer_run}[library]
-submit, process, finished, detail = asyncio.run(run())
-print(json.dumps({"submit": submit, "process": process, "done": finished, "ran": done, "detail": detail,
-                  "version": version(library)}))
-'''
-
-
-def others_python(venv: Path, profile: bool) -> str:
-    """The others' venv python; created, and the libraries installed, when missing."""
-    python = venv / "bin" / "python"
-    wanted = [*OTHERS_PACKAGES, *(["py-spy"] if profile else [])]
-    check = "import procrastinate, pgqueuer, psycopg, asyncpg"
-    ready = python.exists() and subprocess.run([python, "-c", check], capture_output=True).returncode == 0
-    if ready and (not profile or (venv / "bin" / "py-spy").exists()):
-        return str(python)
-    if not python.exists():
-        say(f"creating {venv} (python3 -m venv) ...")
-        base = shutil.which("python3") or sys.executable
-        subprocess.run([base, "-m", "venv", str(venv)], check=True)
-        (venv / ".gitignore").write_text("*\n")  # keep the repository's status clean
-    say(f"installing {' '.join(wanted)} into {venv} ...")
-    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *wanted], check=True)
-    return str(python)
+# -- Procrastinate and PgQueuer (bench/others.py) ------------------------------------
 
 
 def bench_other(python: str, script: str, library: str, tasks: int, workers: int, batch: int) -> Result:
@@ -456,18 +283,7 @@ def bench_other(python: str, script: str, library: str, tasks: int, workers: int
     unit = "concurrency" if library == "procrastinate" else "QueueManager" + ("s" if workers > 1 else "")
     name = f"{label}, {workers} {unit}" if library != "procrastinate" else f"{label}, concurrency {workers}"
     say(f"== {name}: {tasks:,} jobs")
-    with fresh_postgres(f"{library}_bench") as url:
-        done = subprocess.run(
-            [python, script, library, url, str(tasks), str(workers), str(batch)],
-            stdout=subprocess.PIPE,
-            text=True,
-            timeout=3600,
-        )
-    if done.returncode != 0:
-        raise RuntimeError(f"{library} run failed with exit code {done.returncode}")
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
-    if answer["done"] != tasks or answer["ran"] != tasks:
-        raise RuntimeError(f"{library}: {answer['done']} jobs finished, {answer['ran']} ran, of {tasks}: {answer}")
+    answer = run_other(python, script, library, tasks, workers, batch)
     result = Result(name, tasks, answer["submit"], answer["process"], note=f"{library} {answer['version']}")
     say(
         f"  submit {result.submit_s:.1f} s, process {result.process_s:.1f} s, {result.rate:,.0f} jobs/s,"

@@ -9,14 +9,13 @@ the `Store` protocol.
 from __future__ import annotations
 
 import functools
-import random
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from eventsourcing.persistence import IntegrityError
+from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_random_exponential
 
 from domain.base import LedgerAggregate, acting_as
 from domain.errors import ConflictError
@@ -24,7 +23,19 @@ from domain.limits import MAX_NAME
 from domain.rules import check_optional_string
 from domain.unit_of_work import Loader, UnitOfWork
 
-MAX_COMMAND_ATTEMPTS = 30
+MAX_COMMAND_ATTEMPTS = 30  # in turn, after the first attempt lost its race
+
+
+def _conflict_retries() -> Retrying:
+    """Attempts again while another writer wins (an attempt answers None), up to
+    MAX_COMMAND_ATTEMPTS; between them a random wait of up to 1 ms, 2 ms, ... 32 ms
+    ("full jitter"), so that the writers colliding on one aggregate spread out."""
+    return Retrying(
+        retry=retry_if_result(lambda written: written is None),
+        stop=stop_after_attempt(MAX_COMMAND_ATTEMPTS),
+        wait=wait_random_exponential(multiplier=0.001, max=0.032),
+        retry_error_callback=lambda state: None,  # out of attempts: None, and the caller says CONFLICT
+    )
 
 
 @dataclass(frozen=True)
@@ -72,15 +83,14 @@ class Runner:
         check_optional_string("actor", actor, MAX_NAME)  # recorded on every event it writes
         with acting_as(actor):
             written = self._attempt(fn)
-            if written is not None:
-                return written
-            with self.retry_turn:
-                for attempt in range(MAX_COMMAND_ATTEMPTS):
-                    written = self._attempt(fn)
-                    if written is not None:
-                        return written
-                    time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 5)))
-        raise ConflictError(f"{name} kept colliding with other writers ({MAX_COMMAND_ATTEMPTS} attempts); try again")
+            if written is None:
+                with self.retry_turn:
+                    written = _conflict_retries()(self._attempt, fn)
+        if written is None:
+            raise ConflictError(
+                f"{name} kept colliding with other writers ({MAX_COMMAND_ATTEMPTS} attempts); try again"
+            )
+        return written
 
     def _attempt(self, fn: Callable[[UnitOfWork], list[str]]) -> Written | None:
         """Run the command once from fresh state and save; None if another writer won."""

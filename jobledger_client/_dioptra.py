@@ -1,37 +1,17 @@
 """Dioptra's queues on `client.queues_collection` (`create`, `get`, `get_by_id`,
-`modify_by_id`, `delete_by_id`), and the plan of `client.queue_jobs()`."""
+`modify_by_id`, `delete_by_id`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from jobledger_client import documents as doc
 from jobledger_client._anyscale import resolve_queue
-from jobledger_client._inputs import UNSET, enum_value, given, looks_like_id
-from jobledger_client._plans import Listing, Plan, pages
+from jobledger_client._inputs import UNSET
 from jobledger_client._results import ResultIterator
-from jobledger_client.errors import NotFound
-from jobledger_client.models import Job, Queue
+from jobledger_client.models import Queue
 
 if TYPE_CHECKING:
     from jobledger_client._verbs import Verbs
-
-
-def queue_jobs(
-    listing: Listing, ref: str, status: Any = None, page_size: int = 50, max_items: int | None = None
-) -> Plan[None]:
-    statuses = None if status is None else [enum_value(s) for s in ([status] if isinstance(status, str) else status)]
-    key = {"id": str(ref)} if looks_like_id(ref) else {"code": str(ref)}
-    yield from pages(
-        doc.QUEUE_JOBS,
-        given(**key, status=statuses),
-        Job.parse,
-        listing,
-        page_size=page_size,
-        max_items=max_items,
-        root=("queue", "page"),
-        missing=lambda: NotFound(f"Queue {ref} does not exist", details={"kind": "Queue", "key": str(ref)}),
-    )
 
 
 class QueuesCollection:

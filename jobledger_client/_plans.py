@@ -380,3 +380,20 @@ def fail(lease_id: str, error: str, retry: bool) -> Plan[Task]:
 
 def release(lease_id: str) -> Plan[Task]:
     return (yield from call(doc.RELEASE, {"leaseId": str(lease_id)}, "releaseTask", Task.parse))
+
+
+def queue_jobs(
+    listing: Listing, ref: str, status: Any = None, page_size: int = 50, max_items: int | None = None
+) -> Plan[None]:
+    statuses = None if status is None else [enum_value(s) for s in ([status] if isinstance(status, str) else status)]
+    key = {"id": str(ref)} if looks_like_id(ref) else {"code": str(ref)}
+    yield from pages(
+        doc.QUEUE_JOBS,
+        given(**key, status=statuses),
+        Job.parse,
+        listing,
+        page_size=page_size,
+        max_items=max_items,
+        root=("queue", "page"),
+        missing=lambda: NotFound(f"Queue {ref} does not exist", details={"kind": "Queue", "key": str(ref)}),
+    )

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any
 from jobledger_client import _plans as plans
 from jobledger_client import documents as doc
 from jobledger_client._accsyn import AccsynVerbs
-from jobledger_client._dioptra import queue_jobs
 from jobledger_client._inputs import UNSET, given, settable
-from jobledger_client._plans import Listing
+from jobledger_client._plans import Listing, queue_jobs
 from jobledger_client._results import ResultIterator
 from jobledger_client.models import Event, Job, JobProgress, Queue, QueueSettings, Task, TaskLease
 

@@ -4,15 +4,14 @@ mode, and the two queries eventsourcing does not offer."""
 from __future__ import annotations
 
 import contextlib
-import random
 import sqlite3
-import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_random
 
 from persistence import PositionedEvent, Storage
 
@@ -78,13 +77,16 @@ def _enable_wal(path: str) -> None:
     connections switched; once the file is in WAL mode, their switch changes nothing."""
     if path == ":memory:" or path.startswith("file:"):
         return
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
-                conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(random.uniform(0.005, 0.05))
+    _switch_to_wal(path)
+
+
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+# Another instance holds the file for its own switch: a moment, so try again after a few
+# milliseconds, for up to 30 s.
+@retry(retry=retry_if_exception(_locked), stop=stop_after_delay(30), wait=wait_random(0.005, 0.05), reraise=True)
+def _switch_to_wal(path: str) -> None:
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")

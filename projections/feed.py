@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger("jobledger.feed")
+# Changes a subscriber may have waiting; beyond this, those waiting merge into one, so
+# that a consumer that stopped reading costs bounded memory, however busy the store is.
+MAX_PENDING = 64
+MAX_MERGED_IDS = 1000  # ids a merged change lists; beyond them it says `more`
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,29 @@ class Change:
             more=bool(d.get("more")),
         )
 
+    def merged(self, later: Change) -> Change:
+        """One change standing for this one and `later`: the span of both, their ids (up to
+        MAX_MERGED_IDS of each kind; `more` says some were left out, to be read off the log)."""
+        kinds = {name: getattr(self, name) | getattr(later, name) for name in ("jobs", "queues", "tasks", "types")}
+        capped = any(len(ids) > MAX_MERGED_IDS for ids in kinds.values())
+        return Change(
+            first=min(self.first, later.first),
+            position=max(self.position, later.position),
+            **{name: frozenset(list(ids)[:MAX_MERGED_IDS]) for name, ids in kinds.items()},
+            more=self.more or later.more or capped,
+        )
+
+
+def _deliver(queue: asyncio.Queue[Change], change: Change) -> None:
+    """Put `change` in a subscriber's queue (on its loop); a full queue is merged into one."""
+    if queue.qsize() < MAX_PENDING:
+        queue.put_nowait(change)
+        return
+    pending = queue.get_nowait()
+    while not queue.empty():
+        pending = pending.merged(queue.get_nowait())
+    queue.put_nowait(pending.merged(change))
+
 
 class ChangeFeed:
     """Thread-safe: the runner publishes from its thread, asyncio code subscribes and waits."""
@@ -60,7 +87,7 @@ class ChangeFeed:
             subscribers = list(self._subscribers)
         for loop, queue in subscribers:
             try:
-                loop.call_soon_threadsafe(queue.put_nowait, change)
+                loop.call_soon_threadsafe(_deliver, queue, change)
             except RuntimeError:  # that loop has closed
                 self._drop(queue)
 

@@ -6,55 +6,29 @@ of the position opens the transaction and is conditional on the position the bat
 starts from, so two runners on one database can never both apply a batch.
 
 No event can wedge it (see "When an event cannot be applied" in the README). A batch
-that fails is retried with exponential backoff (0.1 s doubling to 10 s), its events
-one at a time, which pins the event that fails. An error that is the event's fault
-(its data: PostgreSQL refuses a NUL in text, a handler meets a value it cannot use)
-is retried `max_attempts` times (5; JOBLEDGER_PROJECTION_MAX_ATTEMPTS), then the event
-is set aside: recorded in `jl_projection_failures` with the position moving past it
-in the same transaction, logged as an ERROR and announced, and the read models say
-they are degraded until an operator acknowledges it (`jobledger projections
-acknowledge`) or a rebuild applies it after a fix. An error that is not the event's
-(the database is unreachable, a lock wait timed out, a table is missing) is retried
-for as long as it lasts and never sets an event aside. While it retries the runner is
-stalled, and says so: the event it is stuck on is in the failures table (status
-'retrying'), for `/readyz` and `jobledger projections status` on every instance.
+that fails is applied again one event at a time, which pins the event that fails;
+`projections.recovery` decides what then: retry with backoff, or, when the error is the
+event's fault, set the event aside after `max_attempts`. `projections.failures` keeps
+what could not be applied, for `/readyz` and `jobledger projections status`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import random
-import re
-import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Any
 
 from domain.history import History, Record
 from domain.ledger import Ledger
 from projections import jobs, queues, tasks
 from projections.batch import Batch, Handler, RunnerMemory
+from projections.failures import ACKNOWLEDGED, SET_ASIDE, Failure, Status, scrub
 from projections.feed import Change, ChangeFeed
-from projections.schema import DDL, FAILURES, RUNNER_NAME, TABLES, TRACKING
+from projections.recovery import BACKOFF_INITIAL_S, BACKOFF_MAX_S, EventFailure, Recovery, RunnerConflict, blames_event
+from projections.schema import DDL, RUNNER_NAME, TABLES, TRACKING
 from projections.stores import ReadStore, Tx
 
 log = logging.getLogger("jobledger.projections")
-
-DEFAULT_MAX_ATTEMPTS = 5
-BACKOFF_INITIAL_S = 0.1
-BACKOFF_MAX_S = 10.0
-# Events set aside one after the other with none applied in between look like a fault
-# of the read models (a bad deployment), not of the events: past this many the runner
-# stops setting them aside and stalls instead, loudly.
-MAX_SET_ASIDE_IN_A_ROW = 10
-MAX_ERROR_TEXT = 2000
-MAX_REASON_TEXT = 200
-
-RETRYING, SET_ASIDE, ACKNOWLEDGED = "retrying", "set_aside", "acknowledged"
 
 
 def _handlers() -> dict[str, list[Handler]]:
@@ -68,172 +42,10 @@ def _handlers() -> dict[str, list[Handler]]:
 HANDLERS = _handlers()
 
 
-class RunnerConflict(Exception):
-    """Another runner applied this batch first; ours was rolled back."""
-
-
-class EventFailure(Exception):
-    """The event just after `start` could not be read or applied."""
-
-    def __init__(self, start: int, position: int, aggregate_id: str, event_type: str, error: BaseException) -> None:
-        super().__init__(f"event {position} ({event_type} of {aggregate_id}): {error}")
-        self.start = start
-        self.position = position
-        self.aggregate_id = aggregate_id
-        self.event_type = event_type
-        self.error = error
-        self.passed = 0  # the events before it that were applied one at a time
-
-
-@dataclass(frozen=True)
-class Failure:
-    """An event the runner could not apply: the one it retries now, or one it set aside."""
-
-    position: int | None  # None: no event to blame (the store could not be read)
-    aggregate_id: str
-    event_type: str
-    status: str  # retrying, set_aside or acknowledged
-    attempts: int
-    error: str
-    first_failed: str  # ISO 8601, UTC
-    last_failed: str
-
-    @property
-    def reason(self) -> str:
-        """The error, short: its first line, without connection details."""
-        return short_reason(self.error)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "position": self.position,
-            "aggregate_id": self.aggregate_id,
-            "event_type": self.event_type,
-            "status": self.status,
-            "attempts": self.attempts,
-            "error": self.error,
-            "first_failed": self.first_failed,
-            "last_failed": self.last_failed,
-        }
-
-
-@dataclass(frozen=True)
-class Status:
-    position: int
-    head: int
-    failing: Failure | None = None  # the event the runner is stuck on now: stalled
-    set_aside: int = 0  # events set aside and not acknowledged: degraded
-    acknowledged: int = 0  # events set aside that an operator acknowledged
-    newest_set_aside: Failure | None = None
-
-    @property
-    def lag(self) -> int:
-        return max(0, self.head - self.position)
-
-    @property
-    def stalled(self) -> bool:
-        return self.failing is not None
-
-
-# -- what an error says about the event -------------------------------------------------
-
-# SQLSTATE classes that are about the connection or the server, never about the data:
-# connection exceptions, rollbacks (serialization, deadlock), insufficient resources,
-# operator intervention (statement timeout, shutdown), system errors, and the SQL itself
-# (a missing table or column, a privilege: a deployment's fault); and lock timeouts.
-_NOT_THE_EVENTS_SQLSTATE_CLASSES = frozenset({"08", "40", "42", "53", "57", "58", "F0", "XX"})
-_NOT_THE_EVENTS_SQLSTATES = frozenset({"55P03", "55006", "25P02"})
-
-
-def blames_event(exc: BaseException) -> bool:
-    """True if `exc` comes from the event's data, so that retrying cannot help: a value the
-    database refuses, a handler that cannot use the state. False for trouble of the
-    connection, the server or the tables, which retrying (or an operator) fixes."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, EventFailure):
-            current = current.error
-            continue
-        if isinstance(current, (RunnerConflict, OSError, MemoryError)):
-            return False
-        sqlstate = getattr(current, "sqlstate", None)
-        module = type(current).__module__
-        if module.startswith("psycopg"):
-            if sqlstate:
-                return not (sqlstate[:2] in _NOT_THE_EVENTS_SQLSTATE_CLASSES or sqlstate in _NOT_THE_EVENTS_SQLSTATES)
-            names = {cls.__name__ for cls in type(current).__mro__}
-            # Without a SQLSTATE: the connection failed (OperationalError, InterfaceError) or
-            # the pool had none to give (PoolTimeout); DataError etc. come from the client
-            # refusing a value (a NUL in text).
-            return not (names & {"OperationalError", "InterfaceError", "PoolTimeout", "PoolClosed"})
-        if isinstance(current, sqlite3.Error):
-            return isinstance(current, (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError)) or (
-                isinstance(current, sqlite3.ProgrammingError) and "no such" not in str(current)
-            )
-        if module.startswith("eventsourcing") and current.__cause__ is not None:
-            current = current.__cause__  # eventsourcing wraps the driver's errors: judge those
-            continue
-        if module.startswith("eventsourcing"):
-            names = {cls.__name__ for cls in type(current).__mro__}
-            return not (names & {"OperationalError", "InterfaceError", "PersistenceError"})
-        return not module.startswith("asyncpg")  # asyncpg errors are the query side's
-    return True
-
-
-_CONNECTION_DETAILS = [
-    re.compile(r'connection to server (at|on) "[^"]*"( \([^)]*\))?(, port \d+)?'),
-    re.compile(r'socket "[^"]*"'),
-    re.compile(r"\b(host|hostaddr|port|user|dbname|password)=\S+"),
-]
-
-
-def scrub(text: str) -> str:
-    """The text without NUL characters (PostgreSQL refuses them) or connection details."""
-    text = text.replace("\x00", "\\x00")
-    for pattern in _CONNECTION_DETAILS:
-        text = pattern.sub(lambda m: "connection to the database" if m.group(0).startswith("conn") else "…", text)
-    return text
-
-
-def describe(exc: BaseException) -> str:
-    error = exc.error if isinstance(exc, EventFailure) else exc
-    message = str(error).strip() or "(no message)"
-    return scrub(f"{type(error).__name__}: {message}")[:MAX_ERROR_TEXT]
-
-
-def short_reason(error: str) -> str:
-    first = scrub(error).strip().splitlines()[0] if error.strip() else "unknown error"
-    return first if len(first) <= MAX_REASON_TEXT else first[: MAX_REASON_TEXT - 1] + "…"
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _failure(row: dict[str, Any]) -> Failure:
-    return Failure(
-        position=int(row["position"]),
-        aggregate_id=row["aggregate_id"],
-        event_type=row["event_type"],
-        status=row["status"],
-        attempts=int(row["attempts"]),
-        error=row["error"],
-        first_failed=row["first_failed"],
-        last_failed=row["last_failed"],
-    )
-
-
-@dataclass
-class _Trouble:
-    """What the runner is stuck on now (in memory; the failures table has a copy)."""
-
-    failure: Failure
-    event_attempts: int  # attempts that failed through the event's fault
-    key: tuple[int | None, str]  # what was logged: one line per distinct failure
-
-
 class ProjectionRunner:
+    """Applies the log to the read models: `catch_up` or `rebuild` now, or `start` following
+    it in a background thread (on one instance at a time: the store's leadership lock)."""
+
     def __init__(
         self,
         ledger: Ledger,
@@ -249,24 +61,17 @@ class ProjectionRunner:
         self.store = store
         self.feed = feed or ChangeFeed()
         self.batch_size = batch_size
-        configured = max_attempts or int(os.environ.get("JOBLEDGER_PROJECTION_MAX_ATTEMPTS") or 0)
-        self.max_attempts = max(1, configured or DEFAULT_MAX_ATTEMPTS)
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
+        self.recovery = Recovery(
+            store, self.feed, max_attempts=max_attempts, backoff_initial=backoff_initial, backoff_max=backoff_max
+        )
         self.history = History(ledger)
         self.before_commit: Callable[[Batch], None] | None = None  # a test's crash point
-        # Called (in the runner's thread) with each event set aside, before it is announced.
-        self.on_set_aside: list[Callable[[Failure], None]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.memory = RunnerMemory()
         self._applied_to = -1  # where this runner's last batch ended (its memory is of up to there)
-        self._trouble: _Trouble | None = None
-        self._failed_steps = 0  # failures since the last progress: the backoff's exponent
-        self._clear_retrying = True  # a 'retrying' row may be left (by us, or a runner before us)
         self._in_hook = False
-        self._logged_outside: str | None = None
 
     # -- tables ----------------------------------------------------------------
 
@@ -282,7 +87,7 @@ class ProjectionRunner:
     def drop(self) -> None:
         self.memory.forget()
         self._applied_to = -1
-        self._trouble = None
+        self.recovery.trouble = None
         with self.store.transaction() as tx:
             for table in TABLES:
                 tx.execute(f"DROP TABLE IF EXISTS {table}")
@@ -295,63 +100,19 @@ class ProjectionRunner:
     def status(self) -> Status:
         """Position and head, and what keeps the read models from being complete: the event
         the runner is stuck on (from whichever instance runs it), and the events set aside."""
-        position = self.position()
-        head = self.ledger.position()
-        counts = {
-            row["status"]: int(row["n"])
-            for row in self.store.read(f"SELECT status, COUNT(*) AS n FROM {FAILURES} GROUP BY status")
-        }
-        failing: Failure | None = None
-        if counts.get(RETRYING):
-            rows = self.store.read(
-                f"SELECT * FROM {FAILURES} WHERE status = ? AND position > ? ORDER BY position LIMIT 1",
-                (RETRYING, position),
-            )
-            failing = _failure(rows[0]) if rows else None
-        trouble = self._trouble
-        if trouble is not None and (failing is None or failing.position == trouble.failure.position):
-            failing = trouble.failure  # this process is the one retrying: its copy is the freshest
-        newest: Failure | None = None
-        if counts.get(SET_ASIDE):
-            rows = self.store.read(
-                f"SELECT * FROM {FAILURES} WHERE status = ? ORDER BY position DESC LIMIT 1", (SET_ASIDE,)
-            )
-            newest = _failure(rows[0]) if rows else None
-        return Status(
-            position=position,
-            head=head,
-            failing=failing,
-            set_aside=counts.get(SET_ASIDE, 0),
-            acknowledged=counts.get(ACKNOWLEDGED, 0),
-            newest_set_aside=newest,
-        )
+        return self.recovery.status(self.position(), self.ledger.position())
 
     def failures(self, statuses: tuple[str, ...] = (SET_ASIDE, ACKNOWLEDGED)) -> list[Failure]:
         """The events set aside (and the one being retried, if asked for), oldest first."""
-        marks = ", ".join("?" * len(statuses))
-        rows = self.store.read(f"SELECT * FROM {FAILURES} WHERE status IN ({marks}) ORDER BY position", statuses)
-        return [_failure(row) for row in rows]
+        return self.recovery.table.listed(statuses)
 
     def set_aside_between(self, after: int, up_to: int) -> list[Failure]:
-        rows = self.store.read(
-            f"SELECT * FROM {FAILURES} WHERE status <> ? AND position > ? AND position <= ? ORDER BY position",
-            (RETRYING, after, up_to),
-        )
-        return [_failure(row) for row in rows]
+        return self.recovery.table.set_aside_between(after, up_to)
 
     def acknowledge(self, positions: list[int] | None = None) -> int:
         """Accept events set aside (all of them when `positions` is None): the read models
         stop saying they are degraded because of them. Returns how many were acknowledged."""
-        with self.store.transaction() as tx:
-            if positions is None:
-                return tx.execute(f"UPDATE {FAILURES} SET status = ? WHERE status = ?", (ACKNOWLEDGED, SET_ASIDE))
-            done = 0
-            for position in positions:
-                done += tx.execute(
-                    f"UPDATE {FAILURES} SET status = ? WHERE status = ? AND position = ?",
-                    (ACKNOWLEDGED, SET_ASIDE, position),
-                )
-            return done
+        return self.recovery.table.acknowledge(positions)
 
     # -- applying --------------------------------------------------------------
 
@@ -379,7 +140,7 @@ class ProjectionRunner:
         if start != self._applied_to:
             self.memory.forget()
         self._applied_to = -1
-        clear_retrying = self._clear_retrying
+        clear_retrying = self.recovery.clear_retrying
         with self.store.transaction() as tx:
             # First, so that the row lock also makes a second runner wait for this batch.
             moved = tx.execute(
@@ -390,7 +151,7 @@ class ProjectionRunner:
                 raise RunnerConflict(f"position {start} was already applied by another runner")
             batch = self._apply(tx, records)
             if clear_retrying:  # the event retried before is among these: it applies now
-                tx.later(f"DELETE FROM {FAILURES} WHERE status = ? AND position <= ?", (RETRYING, batch.last))
+                self.recovery.table.clear_retrying(tx, batch.last)
             if self.before_commit is not None:
                 self._in_hook = True
                 self.before_commit(batch)
@@ -398,7 +159,7 @@ class ProjectionRunner:
             payload = batch.payload()
             tx.announce(payload)
         self._applied_to = batch.last
-        self._progressed(batch.last, cleared=clear_retrying)
+        self.recovery.progressed(batch.last, cleared=clear_retrying)
         self.feed.publish(Change.from_payload(payload))
         return len(records)
 
@@ -413,31 +174,11 @@ class ProjectionRunner:
         jobs.roll_up(tx, batch.dirty_jobs)
         return batch
 
-    def _progressed(self, last: int, *, cleared: bool) -> None:
-        trouble = self._trouble
-        self._failed_steps = 0
-        if trouble is not None and trouble.failure.position is not None and trouble.failure.position > last:
-            return  # applied the events before the one that fails
-        if trouble is not None and trouble.failure.position is None:
-            log.info("projections recovered after %d failed attempts", trouble.failure.attempts)
-        elif trouble is not None:
-            failure = trouble.failure
-            log.info(
-                "projections recovered: event %s (%s of %s) applied after %d failed attempts",
-                failure.position,
-                failure.event_type,
-                failure.aggregate_id,
-                failure.attempts,
-            )
-        self._trouble = None
-        if cleared:
-            self._clear_retrying = False
-
     def _step(self) -> int:
         """Pass the next batch: apply it whole, or when that fails, its events one at a time
         until the one that fails (raised as EventFailure). Returns how many were passed."""
         start = self._start()
-        trouble = self._trouble
+        trouble = self.recovery.trouble
         if trouble is None or trouble.failure.position != start + 1:
             try:
                 records: list[Record] | None = self.history.read(start, self.batch_size)
@@ -504,7 +245,7 @@ class ProjectionRunner:
         """Apply everything in the store now; `progress(done, total)` after each batch.
 
         A failure is retried with backoff; an event that keeps failing through its own
-        fault is set aside after `max_attempts` (see the module's docstring). Returns how
+        fault is set aside after `max_attempts` (see `projections.recovery`). Returns how
         many events were passed (applied or set aside)."""
         return self._catch_up(progress, None)
 
@@ -524,11 +265,11 @@ class ProjectionRunner:
                 if self._failed(exc):
                     applied += 1
                 else:
-                    pause.wait(self._backoff())
+                    pause.wait(self.recovery.backoff())
                 continue
             if count == 0:
-                if self._trouble is not None:  # it cleared with nothing left to apply (the store is back)
-                    self._progressed(self.position(), cleared=False)
+                if self.recovery.trouble is not None:  # it cleared with nothing left to apply (the store is back)
+                    self.recovery.progressed(self.position(), cleared=False)
                 return applied
             applied += count
             if progress is not None:
@@ -542,172 +283,16 @@ class ProjectionRunner:
         self.setup()
         return self.catch_up(progress)
 
-    # -- failures ---------------------------------------------------------------
-
-    def _backoff(self) -> float:
-        delay = min(self.backoff_max, self.backoff_initial * 2 ** max(0, self._failed_steps - 1))
-        return delay * random.uniform(0.9, 1.1)
-
     def _failed(self, exc: BaseException) -> bool:
-        """Note a failure: log it (once per distinct failure), record it for the status,
-        and set the event aside when its attempts are used up. True if it was set aside."""
-        self._failed_steps += 1
-        event = exc if isinstance(exc, EventFailure) else None
-        at_fault = blames_event(exc)
-        text = describe(exc)
-        now = _now()
-        previous = self._trouble
-        position = event.position if event is not None else None
-        if previous is not None and previous.failure.position == position:
-            trouble = previous
-            trouble.failure = replace(
-                trouble.failure, attempts=trouble.failure.attempts + 1, error=text, last_failed=now
-            )
-            trouble.event_attempts += 1 if at_fault else 0
-        else:
-            trouble = _Trouble(
-                failure=Failure(
-                    position=position,
-                    aggregate_id=event.aggregate_id if event is not None else "",
-                    event_type=event.event_type if event is not None else "",
-                    status=RETRYING,
-                    attempts=1,
-                    error=text,
-                    first_failed=now,
-                    last_failed=now,
-                ),
-                event_attempts=1 if at_fault else 0,
-                key=(None, ""),
-            )
-        self._trouble = trouble
-        if event is not None and at_fault and trouble.event_attempts >= self.max_attempts:
-            try:
-                if self._set_aside(event, trouble):
-                    return True
-            except RunnerConflict:
-                self._trouble = None
-                return False
-            except Exception as failure_to_set_aside:  # the database went away meanwhile: retry all later
-                log.warning("could not set event %d aside: %s", event.position, describe(failure_to_set_aside))
-        self._report(trouble, exc, at_fault)
-        return False
-
-    def _report(self, trouble: _Trouble, exc: BaseException, at_fault: bool) -> None:
-        failure = trouble.failure
-        key = (failure.position, failure.reason)
-        if key != trouble.key:
-            trouble.key = key
-            if failure.position is None:
-                log.warning(
-                    "projections stalled after position %s: %s; retrying with backoff (up to %.0f s apart)",
-                    self._applied_to if self._applied_to >= 0 else "?",
-                    failure.reason,
-                    self.backoff_max,
-                    exc_info=exc,
-                )
-            else:
-                log.warning(
-                    "projections stalled at event %d (%s of %s): %s; %s",
-                    failure.position,
-                    failure.event_type,
-                    failure.aggregate_id,
-                    failure.reason,
-                    f"retrying with backoff; set aside after {self.max_attempts} attempts"
-                    if at_fault
-                    else "not the event's fault: retrying with backoff until it clears",
-                    exc_info=exc,
-                )
-        if failure.position is not None:
-            try:  # so that every instance's /readyz and `projections status` can say so
-                self._record(failure)
-            except Exception as exc2:
-                log.debug("could not record the stall: %s", exc2)
-
-    def _record(self, failure: Failure) -> None:
-        with self.store.transaction() as tx:
-            tx.execute(f"DELETE FROM {FAILURES} WHERE status = ? AND position <> ?", (RETRYING, failure.position))
-            self._upsert(tx, failure)
-        self._clear_retrying = True
-
-    def _upsert(self, tx: Tx, failure: Failure) -> None:
-        tx.execute(
-            f"INSERT INTO {FAILURES} (position, aggregate_id, event_type, status, attempts, error,"
-            " first_failed, last_failed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (position) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,"
-            " error = excluded.error, last_failed = excluded.last_failed",
-            (
-                failure.position,
-                failure.aggregate_id,
-                failure.event_type,
-                failure.status,
-                failure.attempts,
-                failure.error,
-                failure.first_failed,
-                failure.last_failed,
-            ),
-        )
-
-    def _set_aside(self, event: EventFailure, trouble: _Trouble) -> bool:
-        """Move the position past the event and record it as set aside, in one transaction.
-        False (and the runner stalls) when the events just before it were all set aside too."""
-        failure = replace(trouble.failure, status=SET_ASIDE)
-        assert failure.position is not None
-        payload = json.dumps(
-            {
-                "first": failure.position,
-                "position": failure.position,
-                "jobs": [],
-                "queues": [],
-                "tasks": [],
-                "types": [failure.event_type],
-                "more": False,
-                "skipped": [failure.position],
-            },
-            separators=(",", ":"),
-        )
-        self._applied_to = -1
-        with self.store.transaction() as tx:
-            in_a_row = tx.one(
-                f"SELECT COUNT(*) AS n FROM {FAILURES} WHERE status <> ? AND position >= ? AND position < ?",
-                (RETRYING, failure.position - MAX_SET_ASIDE_IN_A_ROW, failure.position),
-            )
-            if in_a_row is not None and int(in_a_row["n"]) >= MAX_SET_ASIDE_IN_A_ROW:
-                trouble.failure = replace(
-                    trouble.failure,
-                    error=short_reason(
-                        f"not set aside: the {MAX_SET_ASIDE_IN_A_ROW} events before it were set aside too, which "
-                        "looks like a fault of the read models or the database, not of the events; "
-                        f"fix it and restart. {trouble.failure.error}"
-                    ),
-                )
-                return False
-            moved = tx.execute(
-                f"UPDATE {TRACKING} SET position = ? WHERE name = ? AND position = ?",
-                (failure.position, RUNNER_NAME, event.start),
-            )
-            if moved != 1:
-                raise RunnerConflict(f"position {event.start} was already passed by another runner")
-            self._upsert(tx, failure)
-            tx.announce(payload)
-        self._applied_to = failure.position
-        self._trouble = None
-        self._failed_steps = 0
-        log.error(
-            "projections set event %d (%s of %s) aside after %d failed attempts: %s. The read models lack it "
-            "and say they are degraded until it is acknowledged (`jobledger projections acknowledge`) or a "
-            "rebuild applies it after a fix (`jobledger projections retry`)",
-            failure.position,
-            failure.event_type,
-            failure.aggregate_id,
-            failure.attempts,
-            failure.reason,
-        )
-        for listener in self.on_set_aside:
-            try:
-                listener(failure)
-            except Exception:
-                log.exception("a listener of set-aside events failed")
-        self.feed.publish(Change.from_payload(payload))
+        """Note a failure (the recovery logs and records it), and set the event aside when
+        its attempts are used up. True if it was set aside: the position moved past it."""
+        event = self.recovery.failed(exc, self._applied_to)
+        if event is None:
+            return False
+        self._applied_to = -1  # unless it moves past the event: read the position again
+        if not self.recovery.set_aside(event):
+            return False
+        self._applied_to = event.position
         return True
 
     # -- running in the background ---------------------------------------------
@@ -736,7 +321,7 @@ class ProjectionRunner:
                     self._catch_up(None, self._stop)
             except Exception as exc:  # keep following the log; a store hiccup must not end the runner
                 self._failed(exc)
-                self._stop.wait(self._backoff())
+                self._stop.wait(self.recovery.backoff())
                 continue
             self._wake.wait(poll_interval)
             self._wake.clear()

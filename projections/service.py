@@ -12,9 +12,10 @@ from typing import Any
 from domain.errors import LedgerError
 from domain.ledger import Ledger
 from projections.clock import Clock
+from projections.failures import Failure, Status
 from projections.feed import ChangeFeed
 from projections.query import ReadModels
-from projections.runner import Failure, ProjectionRunner, Status
+from projections.runner import ProjectionRunner
 from projections.stores import open_read_store
 
 log = logging.getLogger("jobledger.projections")
@@ -47,7 +48,7 @@ class ReadSide:
         self.store = open_read_store(ledger.store)
         self.feed = ChangeFeed()
         self.runner = ProjectionRunner(ledger, self.store, self.feed)
-        self.runner.on_set_aside.append(self._note_set_aside)
+        self.runner.recovery.on_set_aside.append(self._note_set_aside)
         self.models = ReadModels(self.store)
         self.clock = Clock(
             ledger,

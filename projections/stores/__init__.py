@@ -7,17 +7,14 @@ the ledger's database URL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from domain.errors import ValidationError
 from persistence import StoreConfig
 from persistence.urls import SETTING
-
-Row = dict[str, Any]
-TIME_COLUMNS = frozenset({"created", "modified", "finished", "started", "expires", "lease_expires"})
+from projections.stores.dialect import TIME_COLUMNS, Row, iter_chunks, numbered, utc
 
 
 class Tx(Protocol):
@@ -64,21 +61,4 @@ def open_read_store(config: StoreConfig) -> ReadStore:
     return PostgresReadStore(config)
 
 
-def utc(value: datetime) -> datetime:
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def numbered(sql: str, style: str) -> str:
-    """Rewrite `?` placeholders as `%s` (psycopg) or `$1, $2, ...` (asyncpg)."""
-    if style == "%s":
-        return sql.replace("%", "%%").replace("?", "%s")
-    parts = sql.split("?")
-    out = [parts[0]]
-    for index, part in enumerate(parts[1:], start=1):
-        out.append(f"${index}{part}")
-    return "".join(out)
-
-
-def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+__all__ = ["TIME_COLUMNS", "ReadStore", "Row", "Tx", "iter_chunks", "numbered", "open_read_store", "utc"]

@@ -15,7 +15,7 @@ from psycopg.rows import dict_row
 
 from persistence import StoreConfig
 from persistence.postgres import conninfo
-from projections.stores import Row, numbered
+from projections.stores.dialect import Row, numbered
 
 
 def channel_for(schema: str) -> str:

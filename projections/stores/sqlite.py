@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from persistence import StoreConfig
-from projections.stores import TIME_COLUMNS, Row, utc
+from projections.stores.dialect import TIME_COLUMNS, Row, utc
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width, so text order is time order
 

@@ -26,7 +26,7 @@ import httpx
 import psycopg
 import pytest
 
-from api.app import RequestLog
+from api.http_edge import RequestLog
 from tests.api.conftest import Server, free_port, start_server, stop_server
 
 LIMIT = 16384  # JOBLEDGER_MAX_BODY_BYTES of the servers below: small, so that tests send little

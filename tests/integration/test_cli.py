@@ -81,3 +81,18 @@ def test_a_bad_database_url_is_a_readable_error(tmp_path):
     done = jobledger("mysql://nowhere/db", "projections", "status")
     assert done.returncode == 2
     assert "unsupported scheme 'mysql'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_entry_point_offers_every_programs_commands(store_url):
+    """`jobledger` only dispatches: the server, the worker and the client add their own."""
+    done = jobledger(store_url, "--help")
+    assert done.returncode == 0, done.stderr
+    listed = done.stdout.split("COMMAND", 2)[-1]
+    for command in ("serve", "projections", "events", "worker", "queue", "job", "task"):
+        assert f"\n    {command} " in listed, command
+
+
+def test_the_worker_refuses_a_concurrency_below_one(store_url):
+    done = jobledger(store_url, "worker", "--concurrency", "0")
+    assert done.returncode == 2
+    assert "--concurrency must be 1 or more" in done.stderr

@@ -26,7 +26,7 @@ from eventsourcing.persistence import StoredEvent
 from api.cli import main as cli
 from domain.ledger import Ledger, Written
 from projections import runner as runner_module
-from projections.runner import MAX_SET_ASIDE_IN_A_ROW
+from projections.recovery import MAX_SET_ASIDE_IN_A_ROW
 from projections.service import ReadModelsUnavailable, ReadSide
 
 WAIT_S = 30  # an upper bound for every condition wait; none of them should come close
@@ -35,9 +35,9 @@ ATTEMPTS = 3
 
 def tune(read_side: ReadSide) -> ReadSide:
     """Few attempts and short backoff, so that an event is set aside in a fraction of a second."""
-    read_side.runner.max_attempts = ATTEMPTS
-    read_side.runner.backoff_initial = 0.05
-    read_side.runner.backoff_max = 0.2
+    read_side.runner.recovery.max_attempts = ATTEMPTS
+    read_side.runner.recovery.backoff_initial = 0.05
+    read_side.runner.recovery.backoff_max = 0.2
     return read_side
 
 
@@ -298,8 +298,8 @@ def test_events_set_aside_in_a_row_stop_the_runner_loudly(ledger, read_sides, lo
     new_job(ledger, "first")
     poisoned = [write_poison(ledger, "missing field")[0] for _ in range(MAX_SET_ASIDE_IN_A_ROW + 1)]
     read_side = read_sides()
-    read_side.runner.max_attempts = 1
-    read_side.runner.backoff_initial = read_side.runner.backoff_max = 0.01
+    read_side.runner.recovery.max_attempts = 1
+    read_side.runner.recovery.backoff_initial = read_side.runner.recovery.backoff_max = 0.01
 
     log_watch.wait(lambda r: "not set aside" in r.getMessage())
 

@@ -1,0 +1,72 @@
+"""The server's sub-commands of `jobledger`: serve, projections and events.
+
+This module builds their parsers only. A command's module (`api.serve`, or
+`api.maintenance` for the operator's commands on the store) is loaded when the command
+runs, so that `jobledger worker` and the client's commands do not pay for uvicorn, the
+store or rich.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from api.settings import Settings
+
+
+@dataclass(frozen=True)
+class Command:
+    """A sub-command's `run`: the function `module:name`, imported when it runs."""
+
+    target: str
+
+    def __call__(self, settings: Settings, args: argparse.Namespace) -> int:
+        module, name = self.target.split(":")
+        result: int = getattr(importlib.import_module(module), name)(settings, args)
+        return result
+
+
+def add_commands(commands: Any) -> None:
+    """Add `serve`, `projections` and `events` to the `jobledger` command's subparsers."""
+    serve = commands.add_parser("serve", help="run the service")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument("--database-url", default=argparse.SUPPRESS, help="overrides JOBLEDGER_DATABASE_URL")
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        metavar="N",
+        help="largest request body accepted, larger ones get HTTP 413 (default $JOBLEDGER_MAX_BODY_BYTES or 1 MiB)",
+    )
+    serve.set_defaults(run=Command("api.serve:run_serve"))
+
+    projections = commands.add_parser("projections", help="inspect or rebuild the read models")
+    actions = projections.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser(
+        "status", help="position, lag, and what keeps the read models from being complete (exit 1 if anything)"
+    ).set_defaults(run=Command("api.maintenance:run_status"))
+    actions.add_parser("rebuild", help="drop the read models and replay every event").set_defaults(
+        run=Command("api.maintenance:run_rebuild")
+    )
+    actions.add_parser(
+        "skipped", help="the events the read models set aside because they could not apply them"
+    ).set_defaults(run=Command("api.maintenance:run_skipped"))
+    acknowledge = actions.add_parser(
+        "acknowledge", help="accept events set aside: the read models stop saying they are degraded"
+    )
+    acknowledge.add_argument("positions", nargs="*", type=int, metavar="POSITION", help="these (default: all)")
+    acknowledge.set_defaults(run=Command("api.maintenance:run_acknowledge"))
+    actions.add_parser(
+        "retry", help="after a fix: rebuild the read models, retrying the events set aside in their place"
+    ).set_defaults(run=Command("api.maintenance:run_retry"))
+
+    events = commands.add_parser("events", help="the event history")
+    event_actions = events.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = event_actions.add_parser("export", help="write the history as JSON lines")
+    export.add_argument("--after", type=int, default=0, metavar="POSITION", help="only events after this position")
+    export.add_argument("--aggregate", metavar="ID", help="only this aggregate's events")
+    export.add_argument("--follow", action="store_true", help="keep writing new events as they happen")
+    export.set_defaults(run=Command("api.maintenance:run_export"))
+

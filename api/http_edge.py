@@ -1,0 +1,181 @@
+"""The HTTP edge: every answer is JSON with a code, request bodies have a limit, and
+requests uvicorn cannot parse are answered in JSON too."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import code_for_status, error_body, new_request_id
+
+log = logging.getLogger("jobledger")
+
+URL_LIMIT = 65535  # bytes: uvicorn's HTTP parser refuses longer URLs before the app sees them
+
+
+def error_response(
+    status: int, message: str, code: str | None = None, headers: Mapping[str, str] | None = None, **extensions: Any
+) -> JSONResponse:
+    """An HTTP error answer: JSON shaped like a GraphQL answer, with the contract's code."""
+    body = error_body(message, code or code_for_status(status), **extensions)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# -- HTTP ----------------------------------------------------------------------------------------
+
+
+def json_kind(value: Any) -> str:
+    return "null" if value is None else {str: "a string", bool: "a boolean"}.get(type(value), "a number")
+
+
+class BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int, size: int | None = None) -> None:
+        size_said = f"{size:,} bytes, " if size is not None else ""
+        super().__init__(
+            413,
+            f"the request body is {size_said}over the limit of {limit:,} bytes (JOBLEDGER_MAX_BODY_BYTES): send "
+            "less per request, e.g. add tasks in several calls and keep large data out of metadata and paths",
+        )
+
+
+class BodyLimit:
+    """Refuses a request over `limit` bytes before reading it whole: at once when its
+    Content-Length says so, else (chunked) as soon as the bytes received pass the limit. A GET's
+    query string has the same limit (and uvicorn's own of 64 KiB for the whole URL)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self.check_head(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        received = 0
+
+        async def counting() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, counting, send)
+
+    def check_head(self, scope: Scope) -> Response | None:
+        query = scope.get("query_string", b"")
+        if len(query) > self.limit:
+            return error_response(
+                414,
+                f"the query string is {len(query):,} bytes; the limit is {self.limit:,}: send the request as a POST",
+                "VALIDATION",
+            )
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is None:
+            return None
+        if not declared.isdigit():
+            return error_response(400, "Content-Length must be a whole number of bytes", "VALIDATION")
+        if int(declared) > self.limit:
+            exc = BodyTooLarge(self.limit, int(declared))
+            return error_response(413, exc.detail, "VALIDATION")
+        return None
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such path, method not allowed, body too large) as coded JSON."""
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    message = exc.detail
+    if status == 404:
+        message = f"there is nothing at {request.url.path}: the API is at /graphql, the dashboard at /"
+    elif status == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        message = f"{request.method} is not allowed at {request.url.path}; allowed: {allowed}"
+    return error_response(status, message, headers=exc.headers)
+
+
+class RequestLog:
+    """One readable line per HTTP request: method, path, status, time, caller, request id. An
+    unexpected exception is logged here once, with the request id, and answered 500 in JSON."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status, answered = time.perf_counter(), 500, False
+        request_id = new_request_id()
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal status, answered
+            if message["type"] == "http.response.start":
+                status, answered = message["status"], True
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            log.error("internal error (request id %s)", request_id, exc_info=exc)
+            if not answered:  # else the client sees the connection end
+                message = f"internal error; the service log has the details under request id {request_id}"
+                answer = error_response(500, message, "INTERNAL", requestId=request_id)
+                with contextlib.suppress(Exception):
+                    await answer(scope, receive, sending)
+        finally:
+            headers = dict(scope.get("headers") or [])
+            user = headers.get(b"x-jobledger-user", b"-").decode(errors="replace")
+            log.info(
+                "%s %s %d %.1f ms user=%s id=%s",
+                scope["method"],
+                scope["path"],
+                status,
+                (time.perf_counter() - started) * 1000,
+                user,
+                request_id,
+            )
+
+
+def http_protocol() -> type[asyncio.Protocol] | str:
+    """The HTTP protocol for uvicorn: its httptools protocol, answering a request it cannot parse
+    (a URL over 64 KiB, malformed headers) with coded JSON rather than plain text."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # no httptools: uvicorn's h11 protocol, whose rare refusals stay plain text
+        return "auto"
+
+    class JsonRefusals(HttpToolsProtocol):
+        def send_400_response(self, msg: str) -> None:
+            too_long = len(getattr(self, "url", b"")) > URL_LIMIT
+            status = HTTPStatus.REQUEST_URI_TOO_LONG if too_long else HTTPStatus.BAD_REQUEST
+            if too_long:
+                message = f"the URL is over {URL_LIMIT:,} bytes: send the request as a POST with a JSON body"
+            else:
+                message = f"the request could not be read as HTTP/1.1 ({msg.rstrip('.')})"
+            body = json.dumps(error_body(message, "VALIDATION")).encode()
+            head = [f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode()]
+            head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
+            head += [b"content-type: application/json\r\n", b"content-length: %d\r\n" % len(body)]
+            self.transport.write(b"".join(head) + b"connection: close\r\n\r\n" + body)
+            self.transport.close()
+
+    return JsonRefusals
