@@ -1,7 +1,7 @@
-"""The server's sub-commands of `jobledger`: serve, projections and events.
+"""The server's sub-commands of `jobledger`: serve, projections, events and token.
 
 This module builds their parsers only. A command's module (`api.serve`, or
-`api.maintenance` for the operator's commands on the store) is loaded when the command
+`api.maintenance` and `api.tokens` for the operator's commands on the store) is loaded when the command
 runs, so that `jobledger worker` and the client's commands do not pay for uvicorn, the
 store or rich.
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.settings import Settings
+from domain.access import Role
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Command:
 
 
 def add_commands(commands: Any) -> None:
-    """Add `serve`, `projections` and `events` to the `jobledger` command's subparsers."""
+    """Add `serve`, `projections`, `events` and `token` to the `jobledger` command's subparsers."""
     serve = commands.add_parser("serve", help="run the service")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
@@ -70,3 +71,19 @@ def add_commands(commands: Any) -> None:
     export.add_argument("--follow", action="store_true", help="keep writing new events as they happen")
     export.set_defaults(run=Command("api.maintenance:run_export"))
 
+    token = commands.add_parser("token", help="mint and revoke access tokens, on the store itself")
+    token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = token_actions.add_parser(
+        "create", help="print a new token for a user (made if missing), alone on stdout; it is shown only once"
+    )
+    create.add_argument("--user", required=True, metavar="NAME", help="whose token (created if missing)")
+    create.add_argument("--group", metavar="GROUP", help="make the user a member of this group (created if missing)")
+    create.add_argument("--role", metavar="ROLE", help=f"their role in --group: {', '.join(Role)}")
+    create.add_argument("--expires", metavar="DURATION", help="lifetime such as 90m, 12h, 30d, 2w (default: none)")
+    create.add_argument("--label", metavar="TEXT", help="what the token is for")
+    create.add_argument("--database-url", default=argparse.SUPPRESS, help="overrides JOBLEDGER_DATABASE_URL")
+    create.set_defaults(run=Command("api.tokens:run_create"))
+    revoke = token_actions.add_parser("revoke", help="revoke a token: its next use fails")
+    revoke.add_argument("token", metavar="PREFIX_OR_TOKEN", help="the token's prefix, the token itself, or its id")
+    revoke.add_argument("--database-url", default=argparse.SUPPRESS, help="overrides JOBLEDGER_DATABASE_URL")
+    revoke.set_defaults(run=Command("api.tokens:run_revoke"))

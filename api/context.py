@@ -60,9 +60,7 @@ def new_loaders(read: ReadModels) -> Loaders:
         pages = [await read.jobs(phase=None, queue=q, statuses=["RUNNING"], first=0) for q in queue_ids]
         return [page.total_count for page in pages]
 
-    return Loaders(
-        queue=DataLoader(queues), job=DataLoader(jobs), tasks=DataLoader(tasks), running=DataLoader(running)
-    )
+    return Loaders(queue=DataLoader(queues), job=DataLoader(jobs), tasks=DataLoader(tasks), running=DataLoader(running))
 
 
 def loaders(info: Info[Context, Any]) -> Loaders:

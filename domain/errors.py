@@ -67,3 +67,25 @@ class InvalidTransitionError(LedgerError):
     @property
     def details(self) -> dict[str, object]:
         return {"from": self.current, "to": self.requested, "allowed": self.allowed}
+
+
+class UnauthenticatedError(LedgerError):
+    """No valid token: missing, malformed, unknown, revoked or expired, or its user disabled.
+    `reason` says which, for the log and for the token's holder; it tells nothing about a
+    token to anyone who cannot show its secret (see `domain.identity.authenticate`)."""
+
+    code = "UNAUTHENTICATED"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    @property
+    def details(self) -> dict[str, object]:
+        return {"reason": self.reason}
+
+
+class ForbiddenError(LedgerError):
+    """A known caller without the right to do this."""
+
+    code = "FORBIDDEN"

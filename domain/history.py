@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 AGGREGATES = (Queue, QueueRegistry, Job, Task)
 _ENVELOPE = ("originator_topic", "timestamp", "actor")
+# Kept in the store (a token is checked against it) but never shown in the history.
+_WITHHELD = frozenset({"secret_hash"})
 # Base classes that are never recorded themselves: Task.Excluded etc. derive from it.
 _ABSTRACT = frozenset({"Task.StatusChanged"})
 
@@ -158,5 +160,5 @@ class History:
             type=type_name,
             timestamp=data["timestamp"],
             actor=data.get("actor"),
-            data=plain({k: v for k, v in data.items() if k not in _ENVELOPE}),
+            data=plain({k: v for k, v in data.items() if k not in _ENVELOPE and k not in _WITHHELD}),
         )

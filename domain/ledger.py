@@ -1,5 +1,6 @@
 """The application: the event store, its atomic save, and the services that give every
-command users and workers can give (`ledger.queues`, `ledger.jobs`, `ledger.dispatch`)."""
+command users and workers can give (`ledger.queues`, `ledger.jobs`, `ledger.dispatch`), and
+who they are (`ledger.identity`: users, groups, tokens)."""
 
 from __future__ import annotations
 
@@ -15,30 +16,34 @@ from domain.base import LedgerAggregate
 from domain.commands import Runner, Written
 from domain.dispatch import DispatchCommands
 from domain.errors import ValidationError
+from domain.groups import Group
+from domain.identity import IdentityCommands
 from domain.job import DEFAULT_MAX_ATTEMPTS, Job
 from domain.jobs import JobCommands
 from domain.queue import REGISTRY_ID, Queue, QueueRegistry, members
 from domain.queues import QueueCommands
 from domain.unit_of_work import Loader, parse_id
+from domain.users import Directory
 from persistence import Storage, StorageError, database_url_from_env, open_storage
 
 
 class Ledger(Application[Any]):
-    """Queues, jobs and tasks, event-sourced. Commands validate everything before they
-    write, save every aggregate they touched in one transaction, and write nothing
-    when they fail.
+    """Queues, jobs and tasks, and the users, groups and tokens that reach them,
+    event-sourced. Commands validate everything before they write, save every aggregate
+    they touched in one transaction, and write nothing when they fail.
 
     The concurrency policy of this process lives here, as locks handed to the parts
     that take turns on them: loads through the repository's cache, retries after a
     lost race, and claims, completions and failures."""
 
     name = "jobledger"
-    snapshotting_intervals = {Queue: 200, Job: 200, QueueRegistry: 200}  # noqa: RUF012
+    snapshotting_intervals = {Queue: 200, Job: 200, QueueRegistry: 200, Directory: 200, Group: 200}  # noqa: RUF012
     env = {"AGGREGATE_CACHE_MAXSIZE": "50000"}  # noqa: RUF012
 
     queues: QueueCommands
     jobs: JobCommands
     dispatch: DispatchCommands
+    identity: IdentityCommands
 
     def __init__(self, database_url: str | Storage | None = None, env: dict[str, str] | None = None) -> None:
         """`database_url` (default $JOBLEDGER_DATABASE_URL) or a storage already opened
@@ -54,6 +59,7 @@ class Ledger(Application[Any]):
             self.queues = QueueCommands(runner)
             self.jobs = JobCommands(runner)
             self.dispatch = DispatchCommands(runner, turn=threading.Lock())
+            self.identity = IdentityCommands(runner)
             self.queues.ensure_default(actor="jobledger")
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[Any]]:

@@ -15,6 +15,10 @@ MAX_NAME = 255  # worker names, actors, queue references (a code or an id)
 MAX_PATH = 4096  # a job's or a task's source and destination, and a location's `path`
 MAX_DESCRIPTION = 10_000
 MAX_ERROR_TEXT = 65_536  # a worker's failure text; longer text is cut, with a note saying so
+MAX_USER_NAME = 100  # a user's name, recorded as the actor of what they do (within MAX_NAME)
+MAX_GROUP_CODE = 100
+MAX_TOKEN_LABEL = 200  # what a token is for ("render farm, rack 3")
+MAX_TOKEN_TEXT = 200  # what `authenticate` reads of a presented token; a real one is ~60
 
 # JSON documents: metadata, results, tags and a task's source or destination object.
 MAX_JSON_BYTES = 65_536  # encoded as compact UTF-8 JSON, as the store keeps it
@@ -36,3 +40,4 @@ MAX_CONCURRENCY = 1_000_000  # a queue's maxConcurrency
 MAX_IDLE_TIMEOUT_S = 366 * 24 * 3600
 MAX_BYTES = 2**63 - 1  # a task's size, a heartbeat's bytesDone: what a 64-bit column holds
 MAX_SPEED = 1_000_000_000_000  # MB/s in a heartbeat
+MIN_TOKEN_LIFETIME_S, MAX_TOKEN_LIFETIME_S = 60, 5 * 366 * 24 * 3600  # a token's expiry, from its issue

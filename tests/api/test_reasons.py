@@ -32,7 +32,7 @@ def test_a_transfer_job_without_destination_says_it_waits_for_one(server: KeptAl
 def test_a_paused_job_names_who_paused_it_and_its_tasks_point_at_it(server: KeptAlive):
     created = create_job(server, destination="/out", tasks=[{"source": "/in/a.mov"}])
     server.data(
-        'mutation($id: ID!) { updateJob(id: $id, input: {status: PAUSED}) { id } }', {"id": created["id"]}, "alice"
+        "mutation($id: ID!) { updateJob(id: $id, input: {status: PAUSED}) { id } }", {"id": created["id"]}, "alice"
     )
     seen = job(server, created["id"])
     assert seen["reason"].startswith("paused by alice")
@@ -69,7 +69,7 @@ def test_a_failed_attempt_queued_again_says_it_will_be_retried(server: KeptAlive
 def test_finished_jobs_and_tasks_have_no_reason(server: KeptAlive):
     created = create_job(server, destination="/out", tasks=[{"source": "/in/a.mov"}])
     lease = server.data('mutation { claimTasks(worker: "w1", limit: 1) { id } }')["claimTasks"][0]["id"]
-    server.data('mutation($l: ID!) { completeTask(leaseId: $l) { id } }', {"l": lease})
+    server.data("mutation($l: ID!) { completeTask(leaseId: $l) { id } }", {"l": lease})
     seen = job(server, created["id"])
     assert seen["status"] == "DONE"
     assert seen["reason"] is None and seen["tasks"]["nodes"][0]["reason"] is None
