@@ -11,7 +11,7 @@ from strawberry.types import Info
 
 from api.context import Context, actor, services
 from api.types import Long, Task, TaskLease
-from domain.dispatch import Candidates, check_claim, over_fetch, task_id_of
+from domain.dispatch import Candidates, task_id_of
 from domain.errors import ConflictError
 
 
@@ -21,13 +21,11 @@ class Completion:
     result: JSON | None = strawberry.UNSET
 
 
-async def _candidates(info: Info[Context, Any], queues: list[str] | None, limit: int) -> Candidates:
-    """The read model's claim candidates, for a claim running in the command thread pool.
-    The first round's are read here, before the claim starts (most claims need no other);
-    a further ask is answered on this event loop."""
+def _candidates(info: Info[Context, Any], queues: list[str] | None) -> Candidates:
+    """The read model's claim candidates, for a claim running in the command thread pool:
+    each ask is answered on this event loop."""
     loop = asyncio.get_running_loop()
     svc = services(info)
-    first: list[str] | None = await info.context["read"].claim_candidates(queues, over_fetch(limit))
 
     async def read(count: int, seen: int) -> list[str]:
         if seen:
@@ -36,10 +34,6 @@ async def _candidates(info: Info[Context, Any], queues: list[str] | None, limit:
         return found
 
     def ask(count: int, seen: int) -> list[str]:
-        nonlocal first
-        if first is not None and not seen:
-            offered, first = first, None
-            return offered
         # Bounded, so that a claim never waits for ever on a loop that has stopped.
         return asyncio.run_coroutine_threadsafe(read(count, seen), loop).result(timeout=2 * svc.wait_timeout + 10)
 
@@ -63,15 +57,12 @@ class WorkMutation:
         lease_seconds: int | None = 60,
     ) -> list[TaskLease]:
         svc = services(info)
-        limit = 1 if limit is None else limit
-        lease_seconds = 60 if lease_seconds is None else lease_seconds
-        check_claim(worker, limit, lease_seconds)  # before the read model is asked for candidates
         written = await svc.run(
             svc.ledger.dispatch.claim,
             worker,
-            await _candidates(info, queues or None, limit),
-            limit=limit,
-            lease_seconds=lease_seconds,
+            _candidates(info, queues or None),
+            limit=1 if limit is None else limit,
+            lease_seconds=60 if lease_seconds is None else lease_seconds,
             actor=actor(info) or worker,
         )
         rows = await _task_rows(info, [task_id_of(lease) for lease in written.ids])

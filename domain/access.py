@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
-from domain.errors import ValidationError
-from domain.rules import shown
+from domain.rules import check_enum
 
 
 class Role(StrEnum):
@@ -49,14 +48,7 @@ RIGHTS: Mapping[Role, frozenset[Right]] = MappingProxyType(
 
 def check_role(field: str, role: object) -> Role:
     """One of the roles, named in any case."""
-    if isinstance(role, Role):
-        return role
-    if isinstance(role, str):
-        try:
-            return Role(role.lower())
-        except ValueError:
-            pass
-    raise ValidationError(field, f"{shown(role)} is not one of {', '.join(Role)}")
+    return check_enum(field, Role, role)
 
 
 @dataclass(frozen=True)

@@ -202,14 +202,13 @@ def check_bool(field: str, value: object) -> bool:
 
 
 def check_enum(field: str, enum: type[E], value: object) -> E:
-    """Accept an enum member or its name in any case."""
+    """Accept an enum member or its value in any case."""
     if isinstance(value, enum):
         return value
     if isinstance(value, str):
-        try:
-            return enum(value.upper())
-        except ValueError:
-            pass
+        found = {member.value.lower(): member for member in enum}.get(value.lower())
+        if found is not None:
+            return found
     choices = ", ".join(m.value for m in enum)
     raise ValidationError(field, f"{shown(value)} is not one of {choices}")
 

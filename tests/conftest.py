@@ -49,16 +49,20 @@ def postgres_database() -> Iterator[str]:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def fresh_schema(database: str, prefix: str) -> str:
+    """The URL of a new, empty schema (named `prefix` + random letters) in `database`."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return f"{database}?schema={schema}"
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
     """An empty store: an SQLite file, or a fresh schema in the session's PostgreSQL database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'jobledger.db'}"
-    database = request.getfixturevalue("postgres_database")
-    schema = f"t{next(_schemas)}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    return f"{database}?schema={schema}"
+    return fresh_schema(request.getfixturevalue("postgres_database"), f"t{next(_schemas)}")
 
 
 @pytest.fixture

@@ -48,7 +48,6 @@ import json
 import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +56,6 @@ from urllib.parse import quote
 import graphql
 import httpx
 import hypothesis_graphql
-import psycopg
 import pytest
 from hypothesis import HealthCheck, Phase, assume, given, note, settings
 from hypothesis import strategies as st
@@ -66,6 +64,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.api.conftest import Server, start_server, stop_server
+from tests.conftest import fresh_schema
 
 EXAMPLES = int(os.environ.get("JOBLEDGER_FUZZ_EXAMPLES", "300"))
 SHRINK = os.environ.get("JOBLEDGER_FUZZ_SHRINK", "") not in ("", "0", "no", "false")
@@ -776,11 +775,7 @@ def fuzz_store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     """A store for the whole module (tests/conftest.py's `store_url` is one per test)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'jobledger.db'}"
-    database = request.getfixturevalue("postgres_database")
-    schema = f"fuzz_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    return f"{database}?schema={schema}"
+    return fresh_schema(request.getfixturevalue("postgres_database"), "fuzz")
 
 
 def seed(server: Server) -> Known:

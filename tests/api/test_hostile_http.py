@@ -16,18 +16,17 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from api.http_edge import RequestLog
 from tests.api.conftest import Server, free_port, start_server, stop_server
+from tests.conftest import fresh_schema
 
 LIMIT = 16384  # JOBLEDGER_MAX_BODY_BYTES of the servers below: small, so that tests send little
 JSON_TYPE = {"content-type": "application/json", "x-jobledger-user": "tester"}
@@ -49,11 +48,7 @@ def start_edge(request: pytest.FixtureRequest, tmp: Path, **env: str) -> Edge:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp / 'jobledger.db'}"
     else:
-        database = request.getfixturevalue("postgres_database")
-        schema = f"edge_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(database, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        url = f"{database}?schema={schema}"
+        url = fresh_schema(request.getfixturevalue("postgres_database"), "edge")
     log = tmp / "server.log"
     return Edge(start_server(url, str(log), **env), log)
 

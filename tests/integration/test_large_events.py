@@ -15,11 +15,12 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
+
+from tests.conftest import fresh_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 240
@@ -30,11 +31,7 @@ pytestmark = pytest.mark.postgres_only
 @pytest.fixture
 def postgres_url(request: pytest.FixtureRequest) -> str:
     """A fresh schema in the session's PostgreSQL database (these tests are about PostgreSQL)."""
-    database = request.getfixturevalue("postgres_database")
-    schema = f"big_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    return f"{database}?schema={schema}"
+    return fresh_schema(request.getfixturevalue("postgres_database"), "big")
 
 
 def run_isolated(script: str, *args: str) -> dict:

@@ -77,6 +77,7 @@ async def read_models(ledger):
     yield models
     await store.close_async()
     store.close()
+    store.close()
 
 
 # -- what no store can hold ------------------------------------------------------
