@@ -23,10 +23,12 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
+from api.auth import Authenticator
 from api.context import Services, new_loaders
 from api.errors import with_codes
 from api.http_edge import BodyLimit, RequestLog, error_response, http_error, json_kind
 from api.schema import build_schema
+from api.sessions import public_health, sign_in, sign_out, welcome_first_admin
 from api.settings import Settings
 from api.subscriptions import Replays, SharedReads, Slots
 from api.websockets import LegacyWSHandler, LimitedWebSocketAdapter, TransportWSHandler
@@ -37,6 +39,10 @@ log = logging.getLogger("jobledger")
 
 STATIC = Path(__file__).parent / "static"  # the web dashboard, served at /
 READY_LAG = 1000  # events the read models may trail the store by and still be ready
+
+
+def _address(connection: Request | WebSocket) -> str:
+    return connection.client.host if connection.client else "unknown"
 
 
 class LedgerGraphQL(GraphQL):  # type: ignore[type-arg]
@@ -116,6 +122,18 @@ class LedgerGraphQL(GraphQL):  # type: ignore[type-arg]
         except ValueError as exc:  # not JSON, or an integer past Python's 4,300 digits
             raise HTTPException(400, f"{what} is not valid JSON: {exc}") from None
 
+    async def on_ws_connect(self, context: dict[str, Any]) -> Any:
+        """Who the websocket's caller is: its connection_init payload's token, else the
+        upgrade request's Authorization header or session cookie. A refused token is kept
+        and answered as UNAUTHENTICATED by every operation, with its code."""
+        socket: WebSocket = context["request"]
+        params = context.get("connection_params")
+        authenticator: Authenticator = self.app.state.authenticator
+        context["caller"] = await authenticator.caller(
+            socket.headers, socket.cookies, params if isinstance(params, dict) else None, _address(socket)
+        )
+        return await super().on_ws_connect(context)
+
     async def process_result(self, request: Request, result: Any) -> dict[str, Any]:
         """Every error leaves with a code: documents that fail to parse get VALIDATION."""
         answer: dict[str, Any] = await super().process_result(request, result)
@@ -124,7 +142,11 @@ class LedgerGraphQL(GraphQL):  # type: ignore[type-arg]
 
     async def get_context(self, request: Request | WebSocket, response: Response | None = None) -> dict[str, Any]:
         state = self.app.state
+        caller = None  # a websocket's: when its connection_init arrives (on_ws_connect)
+        if isinstance(request, Request):
+            caller = await state.authenticator.caller(request.headers, request.cookies, None, _address(request))
         return {
+            "caller": caller,
             "request": request,
             "response": response,
             "services": state.services,
@@ -150,7 +172,17 @@ def create_app(settings: Settings) -> Starlette:
         app.state.services = Services(ledger, read_side, executor)
         app.state.shared = SharedReads(read_side.models)
         app.state.replays = Replays(app.state.services)
+        app.state.authenticator = Authenticator(ledger.identity, settings.auth, app.state.services.call)
         log.info("store %s open at position %d", ledger.store.display, ledger.position())
+        if settings.auth:
+            await asyncio.to_thread(welcome_first_admin, ledger, settings)
+        else:
+            log.warning(
+                "authentication is OFF (JOBLEDGER_AUTH=off): anyone who reaches %s:%d acts as anyone "
+                "(the X-Jobledger-User header names the caller)",
+                settings.host,
+                settings.port,
+            )
         try:
             yield
         finally:
@@ -171,9 +203,8 @@ def create_app(settings: Settings) -> Starlette:
             ready, body = await asyncio.to_thread(read_side.health, READY_LAG)
         except Exception as exc:  # the store is unreachable: say so (not where it is), do not crash
             log.warning("readyz: the store could not be read: %s", exc)
-            reason = f"the store could not be read ({type(exc).__name__}); the service log has the details"
-            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
-        return JSONResponse(body, status_code=200 if ready else 503)
+            return JSONResponse({"status": "not ready", "reason": "store_unreachable"}, status_code=503)
+        return JSONResponse(public_health(ready, body), status_code=200 if ready else 503)
 
     async def dashboard(request: Request) -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -187,6 +218,8 @@ def create_app(settings: Settings) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/", dashboard),
+            Route("/signin", sign_in, methods=["GET", "POST"]),
+            Route("/signout", sign_out, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
     )

@@ -12,13 +12,15 @@ from typing import Any, TypeVar
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
+from api.auth import Caller
+from domain.errors import UnauthenticatedError
+from domain.idempotency import Idempotency
 from domain.ledger import Ledger, Written
 from projections.query import Page, ReadModels
 from projections.service import ReadSide
 from projections.stores import Row
 
 Context = dict[str, Any]
-ACTOR_HEADER = "X-Jobledger-User"
 T = TypeVar("T")
 TaskKey = tuple[str, tuple[str, ...], int, str | None]
 
@@ -29,6 +31,7 @@ class Loaders:
     job: DataLoader[str, Row | None]
     tasks: DataLoader[TaskKey, Page]
     running: DataLoader[str, int]  # RUNNING jobs per queue id
+    commands: DataLoader[str, bool]  # whether a group's queues may hold command tasks
 
 
 def new_loaders(read: ReadModels) -> Loaders:
@@ -60,24 +63,56 @@ def new_loaders(read: ReadModels) -> Loaders:
         pages = [await read.jobs(phase=None, queue=q, statuses=["RUNNING"], first=0) for q in queue_ids]
         return [page.total_count for page in pages]
 
-    return Loaders(queue=DataLoader(queues), job=DataLoader(jobs), tasks=DataLoader(tasks), running=DataLoader(running))
+    async def commands(codes: list[str]) -> list[bool]:
+        found = await read.commands_allowed(codes)
+        return [found[code] for code in codes]
+
+    return Loaders(
+        queue=DataLoader(queues),
+        job=DataLoader(jobs),
+        tasks=DataLoader(tasks),
+        running=DataLoader(running),
+        commands=DataLoader(commands),
+    )
 
 
 def loaders(info: Info[Context, Any]) -> Loaders:
     return info.context["loaders"]  # type: ignore[no-any-return]
 
 
-def actor(info: Info[Context, Any]) -> str | None:
-    """The caller: the X-Jobledger-User header, or the same key in a websocket's connection_init."""
-    params = info.context.get("connection_params") or {}
-    if isinstance(params, dict):
-        for key, value in params.items():
-            if key.lower() == ACTOR_HEADER.lower() and isinstance(value, str) and value:
-                return value
-    request = info.context.get("request")
-    headers = getattr(request, "headers", None)
-    value = headers.get(ACTOR_HEADER) if headers is not None else None
-    return value or None
+def caller(info: Info[Context, Any]) -> Caller:
+    """Who is calling (see `api.auth`); a websocket's is set when it connects."""
+    found = info.context.get("caller")
+    if found is None:
+        raise UnauthenticatedError("missing", "send connection_init with a token first")
+    return found  # type: ignore[no-any-return]
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def keyed(info: Info[Context, Any]) -> dict[str, Any]:
+    """`idempotency=` for a mutation sent with an Idempotency-Key header: the key scoped to
+    the caller and to this field (its alias: one request may hold several mutations), and
+    the fingerprint of its arguments. Nothing when no key was sent."""
+    headers = getattr(info.context.get("request"), "headers", None)
+    key = headers.get(IDEMPOTENCY_HEADER) if headers is not None else None
+    if key is None:
+        return {}
+    arguments = info.selected_fields[0].arguments if info.selected_fields else {}
+    operation = f"{info.field_name}@{info.path.key}"
+    return {"idempotency": Idempotency.of(key, caller(info).actor or "", operation, arguments)}
+
+
+def writing(info: Info[Context, Any]) -> dict[str, Any]:
+    """What a mutation's command runs with: `actor=`, `principal=` and, if sent, `idempotency=`."""
+    return {**acting(info), **keyed(info)}
+
+
+def acting(info: Info[Context, Any]) -> dict[str, Any]:
+    """The `actor=` and `principal=` a command runs with; UNAUTHENTICATED without a valid token."""
+    who = caller(info)
+    return {"principal": who.require(), "actor": who.actor}
 
 
 @dataclass
@@ -103,3 +138,16 @@ class Services:
 
 def services(info: Info[Context, Any]) -> Services:
     return info.context["services"]  # type: ignore[no-any-return]
+
+
+async def owner_of_job(info: Info[Context, Any], row: Row | None) -> str | None:
+    """The group owning a job's queue (None: no such job)."""
+    if row is None:
+        return None
+    queue = await loaders(info).queue.load(row["queue_id"])
+    return queue["owner"] if queue is not None else None
+
+
+async def visible_job(info: Info[Context, Any], row: Row | None) -> Row | None:
+    """The job's row if the caller may see it; else None, as if there were no such job."""
+    return row if row is not None and caller(info).sees(await owner_of_job(info, row)) else None

@@ -12,6 +12,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from domain.errors import LedgerError
+from persistence.faults import OutcomeUnknownError, StoreUnavailableError, is_unavailable
 
 log = logging.getLogger("jobledger.api")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,7 +44,21 @@ def new_request_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def coded(exc: LedgerError, error: GraphQLError | None = None) -> GraphQLError:
+Coded = LedgerError | StoreUnavailableError | OutcomeUnknownError
+
+
+def as_coded(exc: BaseException) -> Coded | None:
+    """The coded error `exc` is, or stands for: the domain's, or the store's (an outage is
+    UNAVAILABLE; a commit whose outcome is not known, OUTCOME_UNKNOWN); None for a fault."""
+    if isinstance(exc, LedgerError | StoreUnavailableError | OutcomeUnknownError):
+        return exc
+    if is_unavailable(exc):
+        log.warning("the database is unreachable: %s: %s", type(exc).__name__, exc)
+        return StoreUnavailableError()
+    return None
+
+
+def coded(exc: Coded, error: GraphQLError | None = None) -> GraphQLError:
     """A GraphQL error carrying the domain error's code and details in `extensions`."""
     return GraphQLError(
         exc.message,
@@ -61,8 +76,11 @@ def guarded(fn: F) -> F:
         try:
             async for item in fn(*args, **kwargs):
                 yield item
-        except LedgerError as exc:
-            raise coded(exc) from None
+        except Exception as exc:
+            known = as_coded(exc)
+            if known is None:
+                raise
+            raise coded(known) from None
 
     return run  # type: ignore[return-value]
 
@@ -89,8 +107,9 @@ class ErrorCodes(SchemaExtension):
 
     def process(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error
-        if isinstance(original, LedgerError):
-            return coded(original, error)
+        known = as_coded(original) if original is not None else None
+        if known is not None:
+            return coded(known, error)
         # No path: the error arose before execution (parsing, validation, coercing a
         # literal such as a Long that is too big), so it is the caller's document.
         if original is None or isinstance(original, GraphQLError) or error.path is None:

@@ -9,11 +9,11 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from api.context import Context, actor, services
+from api.context import Context, services, writing
 from api.fields import given_fields, input_type
+from api.identity import IdentityMutation
 from api.types import Job, JobStatus, Long, Queue, Task, TaskStatus
 from api.work import WorkMutation
-from domain import queue as queue_domain
 from domain.catalogue import QUEUE
 from domain.errors import NotFoundError
 from domain.rules import UNSET
@@ -123,15 +123,15 @@ def _found(row: Row | None, kind: str, key: str) -> Row:
 
 
 @strawberry.type
-class Mutation(WorkMutation):
+class Mutation(WorkMutation, IdentityMutation):
     @strawberry.mutation
     async def create_queue(self, info: Info[Context, None], input: CreateQueueInput) -> Queue:  # type: ignore[valid-type]
-        queue_domain.check_group(_or(input.group))
         written = await services(info).run(
             services(info).ledger.queues.create,
             **given_fields(input, QUEUE.creatable),
             parent=_or(input.parent),
-            actor=actor(info),
+            group=_or(input.group),
+            **writing(info),
         )
         return await _queue(info, written.id)
 
@@ -143,33 +143,33 @@ class Mutation(WorkMutation):
         input: UpdateQueueInput,  # type: ignore[valid-type]
     ) -> Queue:
         changes = given_fields(input, QUEUE.updatable)
-        written = await services(info).run(services(info).ledger.queues.update, str(id), **changes, actor=actor(info))
+        written = await services(info).run(services(info).ledger.queues.update, str(id), **changes, **writing(info))
         return await _queue(info, written.id)
 
     @strawberry.mutation(description="seal: no new jobs; running ones go on")
     async def archive_queue(self, info: Info[Context, None], id: strawberry.ID) -> Queue:
-        written = await services(info).run(services(info).ledger.queues.seal, str(id), actor=actor(info))
+        written = await services(info).run(services(info).ledger.queues.seal, str(id), **writing(info))
         return await _queue(info, written.id)
 
     @strawberry.mutation(description="abort every job of it that is not finished")
     async def terminate_queue(self, info: Info[Context, None], id: strawberry.ID) -> Queue:
-        written = await services(info).run(services(info).ledger.queues.terminate, str(id), actor=actor(info))
+        written = await services(info).run(services(info).ledger.queues.terminate, str(id), **writing(info))
         return await _queue(info, written.id)
 
     @strawberry.mutation(description="its unfinished jobs move to the default queue")
     async def delete_queue(self, info: Info[Context, None], id: strawberry.ID) -> strawberry.ID:
-        written = await services(info).run(services(info).ledger.queues.delete, str(id), actor=actor(info))
+        written = await services(info).run(services(info).ledger.queues.delete, str(id), **writing(info))
         return strawberry.ID(written.id)
 
     @strawberry.mutation
     async def add_queue_tags(self, info: Info[Context, None], id: strawberry.ID, tags: JSON) -> Queue:
-        written = await services(info).run(services(info).ledger.queues.add_tags, str(id), tags, actor=actor(info))
+        written = await services(info).run(services(info).ledger.queues.add_tags, str(id), tags, **writing(info))
         return await _queue(info, written.id)
 
     @strawberry.mutation
     async def remove_queue_tags(self, info: Info[Context, None], id: strawberry.ID, keys: list[str]) -> Queue:
         written = await services(info).run(
-            services(info).ledger.queues.remove_tags, str(id), list(keys), actor=actor(info)
+            services(info).ledger.queues.remove_tags, str(id), list(keys), **writing(info)
         )
         return await _queue(info, written.id)
 
@@ -187,7 +187,7 @@ class Mutation(WorkMutation):
             metadata=_or(input.metadata),
             tasks=[t.spec() for t in tasks] if tasks else None,
             max_attempts=_or(input.max_attempts),
-            actor=actor(info),
+            **writing(info),
         )
         return await _job(info, written.id)
 
@@ -198,12 +198,12 @@ class Mutation(WorkMutation):
             for name in ("status", "priority", "metadata", "queue", "destination", "max_attempts")
             if getattr(input, name) is not strawberry.UNSET
         }
-        written = await services(info).run(services(info).ledger.jobs.update, str(id), **changes, actor=actor(info))
+        written = await services(info).run(services(info).ledger.jobs.update, str(id), **changes, **writing(info))
         return await _job(info, written.id)
 
     @strawberry.mutation
     async def delete_job(self, info: Info[Context, None], id: strawberry.ID) -> strawberry.ID:
-        written = await services(info).run(services(info).ledger.jobs.delete, str(id), actor=actor(info))
+        written = await services(info).run(services(info).ledger.jobs.delete, str(id), **writing(info))
         return strawberry.ID(written.id)
 
     @strawberry.mutation(
@@ -222,7 +222,7 @@ class Mutation(WorkMutation):
             str(job_id),
             [t.spec() for t in tasks],
             allow_duplicates=True if allow_duplicates is None else allow_duplicates,
-            actor=actor(info),
+            **writing(info),
         )
         return await _tasks(info, written.ids)
 
@@ -231,6 +231,6 @@ class Mutation(WorkMutation):
         self, info: Info[Context, None], job_id: strawberry.ID, tasks: list[TaskUpdateInput]
     ) -> list[Task]:
         written = await services(info).run(
-            services(info).ledger.jobs.update_tasks, str(job_id), [t.update() for t in tasks], actor=actor(info)
+            services(info).ledger.jobs.update_tasks, str(job_id), [t.update() for t in tasks], **writing(info)
         )
         return await _tasks(info, written.ids)

@@ -7,8 +7,9 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from api.context import Context
+from api.context import Context, caller, loaders, visible_job
 from api.event_pages import read_events
+from api.identity import IdentityQuery
 from api.types import (
     EventConnection,
     Job,
@@ -49,7 +50,7 @@ def _opt(value: Any) -> Any:
 
 
 @strawberry.type
-class Query:
+class Query(IdentityQuery):
     @strawberry.field
     async def queue(
         self,
@@ -57,8 +58,9 @@ class Query:
         id: strawberry.ID | None = strawberry.UNSET,
         code: str | None = strawberry.UNSET,
     ) -> Queue | None:
+        caller(info).require()
         row = await info.context["read"].queue(id=_opt(id), code=_opt(code))
-        return Queue.from_row(row) if row else None
+        return Queue.from_row(row) if row and caller(info).sees(row["owner"]) else None
 
     @strawberry.field
     async def queues(
@@ -77,12 +79,14 @@ class Query:
             first=50 if first is None else first,
             after=_opt(after),
             with_total=wants_total(info),
+            groups=caller(info).readable(),
         )
         return connection(page, Queue.from_row)
 
     @strawberry.field
     async def job(self, info: Info[Context, None], id: strawberry.ID) -> Job | None:
-        row = await info.context["read"].job(str(id))
+        caller(info).require()
+        row = await visible_job(info, await info.context["read"].job(str(id)))
         return Job.from_row(row) if row else None
 
     @strawberry.field
@@ -104,13 +108,17 @@ class Query:
             first=50 if first is None else first,
             after=_opt(after),
             with_total=wants_total(info),
+            groups=caller(info).readable(),
         )
         return connection(page, Job.from_row)
 
     @strawberry.field
     async def task(self, info: Info[Context, None], id: strawberry.ID) -> Task | None:
+        caller(info).require()
         row = await info.context["read"].task(str(id))
-        return Task.from_row(row) if row else None
+        if row is None or await visible_job(info, await loaders(info).job.load(row["job_id"])) is None:
+            return None
+        return Task.from_row(row)
 
     @strawberry.field
     async def tasks(
@@ -121,6 +129,9 @@ class Query:
         first: int | None = 100,
         after: str | None = strawberry.UNSET,
     ) -> TaskConnection:
+        caller(info).require()
+        if await visible_job(info, await loaders(info).job.load(str(job_id))) is None:
+            job_id = strawberry.ID("")  # a hidden job's tasks: none, as a missing job's
         page = await info.context["read"].tasks(
             str(job_id),
             where=_opt(where),

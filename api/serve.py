@@ -17,6 +17,7 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.max_body_bytes is not None and args.max_body_bytes < 1:
         raise SystemExit("jobledger: --max-body-bytes must be 1 or more")
     settings = settings.with_overrides(max_body_bytes=args.max_body_bytes)
+    settings.check_auth()
     open_store(settings.database_url)  # a bad URL fails here, with what to write instead
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(f"jobledger: serving on http://{settings.host}:{settings.port}/ (store: {settings.database_url})")

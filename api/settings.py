@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, replace
 
@@ -36,6 +37,12 @@ class Settings:
     max_ws_message_bytes: int = 64 * 1024  # one websocket message
     max_subscriptions_per_connection: int = 100  # operations running at once on one websocket
     max_subscriptions: int = 10_000  # operations running at once on all websockets of this instance
+    # Access control: tokens required (JOBLEDGER_AUTH=off only on a loopback address), the
+    # first admin's name on an empty store, and where their token is written (None: the
+    # default the CLI and the client read, see jobledger_client.credentials).
+    auth: bool = True
+    admin_user: str = "admin"
+    token_file: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -49,7 +56,37 @@ class Settings:
                 "JOBLEDGER_MAX_SUBSCRIPTIONS_PER_CONNECTION", 100, "subscriptions", minimum=1
             ),
             max_subscriptions=_int_env("JOBLEDGER_MAX_SUBSCRIPTIONS", 10_000, "subscriptions", minimum=1),
+            auth=_auth_env(),
+            admin_user=os.environ.get("JOBLEDGER_ADMIN_USER") or "admin",
+            token_file=os.environ.get("JOBLEDGER_TOKEN_FILE") or None,
         )
+
+    def check_auth(self) -> None:
+        """Authentication may be off only on a loopback address."""
+        if not self.auth and not is_loopback(self.host):
+            raise SystemExit(
+                f"jobledger: JOBLEDGER_AUTH=off is allowed only on a loopback address, not on {self.host}; "
+                "serve on 127.0.0.1, or turn authentication on and use tokens (jobledger token create)"
+            )
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _auth_env() -> bool:
+    raw = (os.environ.get("JOBLEDGER_AUTH") or "on").strip().lower()
+    if raw in ("on", "1", "true", "yes"):
+        return True
+    if raw in ("off", "0", "false", "no"):
+        return False
+    raise SystemExit(f"JOBLEDGER_AUTH must be on or off, not {raw!r}")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address or `localhost`."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

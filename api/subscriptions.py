@@ -19,7 +19,7 @@ import strawberry
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
 
-from api.context import Context, Services, new_loaders, services
+from api.context import Context, Services, caller, new_loaders, services, visible_job
 from api.errors import guarded
 from api.types import Event, Job, JobProgress, Long
 from domain.errors import NotFoundError, ValidationError
@@ -159,7 +159,8 @@ class Subscription:
     async def job_progress(self, info: Info[Context, None], job_id: strawberry.ID) -> AsyncGenerator[JobProgress, None]:
         read_side = services(info).read_side
         shared: SharedReads = info.context["shared"]
-        row = await info.context["read"].job(str(job_id))
+        caller(info).require()
+        row = await visible_job(info, await info.context["read"].job(str(job_id)))
         if row is None:
             raise NotFoundError("Job", job_id)
         yield JobProgress.from_row(row)
@@ -171,6 +172,7 @@ class Subscription:
                 continue  # a heartbeat tick
             if str(job_id) not in await changed_job_ids(info, change):
                 continue
+            await still_signed_in(info)
             row = await shared.job(str(job_id), change.position)
             if row is None:
                 return  # deleted
@@ -192,6 +194,7 @@ class Subscription:
         read: ReadModels = info.context["read"]
         shared: SharedReads = info.context["shared"]
         queue, where = queue or None, where or None
+        groups = caller(info).readable()
         if where:
             await read.jobs(where=where, first=0)  # a bad expression fails now, not at the first change
         async for change in services(info).read_side.feed.subscribe():
@@ -200,8 +203,10 @@ class Subscription:
             ids = await changed_job_ids(info, change)
             if not ids:
                 continue
-            if where or queue:
-                page = await read.jobs(where=where, queue=queue, phase=None, ids=sorted(ids), first=500)
+            await still_signed_in(info)
+            groups = caller(info).readable()
+            if where or queue or groups is not None:
+                page = await read.jobs(where=where, queue=queue, phase=None, ids=sorted(ids), first=500, groups=groups)
                 rows = page.nodes
             else:
                 rows = list((await shared.jobs(ids, change.position)).values())
@@ -219,6 +224,7 @@ class Subscription:
         types: list[str] | None = strawberry.UNSET,
     ) -> AsyncGenerator[Event, None]:
         svc = services(info)
+        caller(info).require()
         replays: Replays = info.context["replays"]
         history = History(svc.ledger)
         wanted = types or None
@@ -228,14 +234,29 @@ class Subscription:
             raise ValidationError("after", "must be a position, 0 or more")
         read = _aggregate_reader(history, str(aggregate_id), wanted) if aggregate_id else _log_reader(history, wanted)
         feed = svc.read_side.feed
+        known: dict[str, bool] = {}  # aggregate id -> whether the caller may read its events
+
+        async def shown(record: Record) -> bool:
+            if caller(info).unrestricted:
+                return True
+            if record.aggregate_id not in known:
+                owner = (await info.context["read"].owners([record.aggregate_id])).get(record.aggregate_id)
+                groups = caller(info).readable()
+                if owner is None:
+                    return False  # not a queue, job or task (or not in the read models yet)
+                known[record.aggregate_id] = groups is None or owner in groups
+            return known[record.aggregate_id]
+
         while True:
             # Everything up to `seen` is in the store before the read below starts, so waiting
             # for the feed to pass `seen` afterwards can miss nothing (no gap, no duplicate).
             seen = feed.position
             async with aclosing(replays.records(read, last)) as records:
                 async for record in records:
-                    yield Event.from_record(record)
                     last = record.position
+                    await still_signed_in(info)
+                    if await shown(record):
+                        yield Event.from_record(record)
             await feed.wait_for_async(seen + 1, REPLAY_POLL_S)
 
 
@@ -249,3 +270,10 @@ def _aggregate_reader(history: History, aggregate_id: str, types: list[str] | No
         return [r for r in found if r.position > after and (not types or r.type in types)][:limit]
 
     return read
+
+
+async def still_signed_in(info: Info[Context, Any]) -> None:
+    """UNAUTHENTICATED once the caller's token is revoked or expired (read again every few
+    seconds), so that a subscription stops with it."""
+    await info.context["request"].app.state.authenticator.refresh(caller(info))
+    caller(info).require()

@@ -92,7 +92,7 @@ class Queue:
             **from_columns(catalogue.QUEUE, row),
             state=queue_domain.QueueState(row["state"]),
             uri=row["uri"],
-            group=row.get("group") or queue_domain.BUILTIN_GROUP,
+            group=row["owner"],
             total_jobs=row["total_jobs"],
             successful_jobs=row["successful_jobs"],
             failed_jobs=row["failed_jobs"],
@@ -120,6 +120,10 @@ class Queue:
             after=after or None,
         )
         return connection(page, Job.from_row)
+
+    @strawberry.field(description="whether jobs of this queue may hold command tasks (its group allows them)")
+    async def allow_commands(self, info: Info[Context, None]) -> bool:
+        return await loaders(info).commands.load(self.group)
 
 
 @strawberry.type

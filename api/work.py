@@ -9,10 +9,11 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from api.context import Context, actor, services
+from api.context import Context, acting, services, writing
 from api.types import Long, Task, TaskLease
+from domain.access import Right
 from domain.dispatch import Candidates, task_id_of
-from domain.errors import ConflictError
+from domain.errors import ConflictError, ForbiddenError
 
 
 @strawberry.input
@@ -21,16 +22,28 @@ class Completion:
     result: JSON | None = strawberry.UNSET
 
 
+def _worker_acting(info: Info[Context, Any], worker: str) -> dict[str, Any]:
+    """A claim's actor and principal; with authentication off and no user named, the worker."""
+    acting_as = writing(info)
+    if acting_as["principal"] is None and not acting_as["actor"]:
+        acting_as["actor"] = worker
+    return acting_as
+
+
 def _candidates(info: Info[Context, Any], queues: list[str] | None) -> Candidates:
     """The read model's claim candidates, for a claim running in the command thread pool:
-    each ask is answered on this event loop."""
+    each ask is answered on this event loop. Only tasks of the groups the caller works for."""
     loop = asyncio.get_running_loop()
     svc = services(info)
+    principal = acting(info)["principal"]
+    groups = principal.groups_with(Right.WORK) if principal is not None else None
+    if groups is not None and not groups:
+        raise ForbiddenError("only a worker's token may claim tasks: you are a worker in no group")
 
     async def read(count: int, seen: int) -> list[str]:
         if seen:
             await svc.read_side.wait_for(seen, svc.wait_timeout)
-        found: list[str] = await info.context["read"].claim_candidates(queues, count)
+        found: list[str] = await info.context["read"].claim_candidates(queues, count, groups)
         return found
 
     def ask(count: int, seen: int) -> list[str]:
@@ -63,7 +76,7 @@ class WorkMutation:
             _candidates(info, queues or None),
             limit=1 if limit is None else limit,
             lease_seconds=60 if lease_seconds is None else lease_seconds,
-            actor=actor(info) or worker,
+            **_worker_acting(info, worker),
         )
         rows = await _task_rows(info, [task_id_of(lease) for lease in written.ids])
         return [
@@ -86,7 +99,7 @@ class WorkMutation:
             progress=progress or (0 if progress == 0 else None),
             bytes_done=bytes_done if isinstance(bytes_done, int) else None,
             speed=speed if isinstance(speed, float | int) else None,
-            actor=actor(info),
+            **writing(info),
         )
         task_id = task_id_of(str(lease_id))
         row = (await _task_rows(info, [task_id])).get(task_id)
@@ -103,7 +116,7 @@ class WorkMutation:
             svc.ledger.dispatch.complete,
             str(lease_id),
             None if result is strawberry.UNSET else result,
-            actor=actor(info),
+            **writing(info),
         )
         return Task.from_row((await _task_rows(info, written.ids))[written.id])
 
@@ -111,7 +124,7 @@ class WorkMutation:
     async def complete_tasks(self, info: Info[Context, None], completions: list[Completion]) -> list[Task]:
         svc = services(info)
         pairs = [(str(c.lease_id), None if c.result is strawberry.UNSET else c.result) for c in completions]
-        written = await svc.run(svc.ledger.dispatch.complete_many, pairs, actor=actor(info))
+        written = await svc.run(svc.ledger.dispatch.complete_many, pairs, **writing(info))
         rows = await _task_rows(info, written.ids)
         return [Task.from_row(rows[i]) for i in written.ids]
 
@@ -121,12 +134,12 @@ class WorkMutation:
     ) -> Task:
         svc = services(info)
         written = await svc.run(
-            svc.ledger.dispatch.fail, str(lease_id), error, retry=retry is not False, actor=actor(info)
+            svc.ledger.dispatch.fail, str(lease_id), error, retry=retry is not False, **writing(info)
         )
         return Task.from_row((await _task_rows(info, written.ids))[written.id])
 
     @strawberry.mutation(description="Give a leased task back unworked (e.g. on shutdown); not an attempt.")
     async def release_task(self, info: Info[Context, None], lease_id: strawberry.ID) -> Task:
         svc = services(info)
-        written = await svc.run(svc.ledger.dispatch.release, str(lease_id), actor=actor(info))
+        written = await svc.run(svc.ledger.dispatch.release, str(lease_id), **writing(info))
         return Task.from_row((await _task_rows(info, written.ids))[written.id])

@@ -43,7 +43,8 @@ class LedgerAggregate(Aggregate):
 
     @classmethod
     def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Any:
-        kwargs.setdefault("actor", current_actor())
+        if kwargs.get("actor") is None:  # (an `__init__` naming `actor` hands in its default)
+            kwargs["actor"] = current_actor()
         return super()._create(event_class, id=id, **kwargs)
 
     def trigger_event(self, event_class: Any, **kwargs: Any) -> None:

@@ -17,8 +17,11 @@ from typing import Any, Protocol
 from eventsourcing.persistence import IntegrityError
 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_random_exponential
 
+from domain.access import Principal, on_behalf_of
 from domain.base import LedgerAggregate, acting_as
 from domain.errors import ConflictError
+from domain.idempotency import Idempotency, IdempotencyRecord, record_id
+from domain.idempotency import now as utc_now
 from domain.limits import MAX_NAME
 from domain.rules import check_optional_string
 from domain.unit_of_work import Loader, UnitOfWork
@@ -45,6 +48,7 @@ class Written:
 
     ids: list[str] = field(default_factory=list)
     position: int = 0
+    replayed: bool = False  # answered from an idempotency key's record: nothing was written now
 
     @property
     def id(self) -> str:
@@ -77,25 +81,58 @@ class Runner:
         self.loader = loader
         self.retry_turn = retry_turn
 
-    def run(self, name: str, fn: Callable[[UnitOfWork], list[str]], actor: str | None) -> Written:
-        """Run `fn` as one atomic command, recording `actor` on its events; retry it from
-        fresh state on a version conflict, and report CONFLICT if other writers keep winning."""
+    def run(
+        self,
+        name: str,
+        fn: Callable[[UnitOfWork], list[str]],
+        actor: str | None,
+        principal: Principal | None = None,
+        idempotency: Idempotency | None = None,
+    ) -> Written:
+        """Run `fn` as one atomic command, recording `actor` on its events and checking it
+        against `principal`'s rights (None: the service's own or an operator's command);
+        retry it from fresh state on a version conflict, and report CONFLICT if other
+        writers keep winning. With a principal, the actor is the principal's user. With an
+        idempotency key, a command already done with it is answered from its record (see
+        `domain.idempotency`), and a new one records it in its own save."""
+        if principal is not None:
+            actor = principal.user
         check_optional_string("actor", actor, MAX_NAME)  # recorded on every event it writes
-        with acting_as(actor):
-            written = self._attempt(fn)
+        with acting_as(actor), on_behalf_of(principal):
+            written = self._attempt(fn, idempotency)
             if written is None:
                 with self.retry_turn:
-                    written = _conflict_retries()(self._attempt, fn)
+                    written = _conflict_retries()(self._attempt, fn, idempotency)
         if written is None:
             raise ConflictError(
                 f"{name} kept colliding with other writers ({MAX_COMMAND_ATTEMPTS} attempts); try again"
             )
         return written
 
-    def _attempt(self, fn: Callable[[UnitOfWork], list[str]]) -> Written | None:
+    def replayed(self, idempotency: Idempotency | None) -> Written | None:
+        """The answer recorded for `idempotency`'s key, if a command was done with it lately
+        (for operations of several commands, which check before their first)."""
+        if idempotency is None:
+            return None
+        record = UnitOfWork(self.loader).find(IdempotencyRecord, record_id(idempotency.key))
+        if record is None or not record.live(utc_now()):
+            return None
+        return Written(ids=record.answer(idempotency), position=self.store.position(), replayed=True)
+
+    def _attempt(self, fn: Callable[[UnitOfWork], list[str]], idempotency: Idempotency | None) -> Written | None:
         """Run the command once from fresh state and save; None if another writer won."""
         uow = UnitOfWork(self.loader)
+        record = None
+        if idempotency is not None:
+            record = uow.find(IdempotencyRecord, record_id(idempotency.key))
+            if record is not None and record.live(utc_now()):
+                return Written(ids=record.answer(idempotency), position=self.store.position(), replayed=True)
         ids = fn(uow)
+        if idempotency is not None:
+            if record is None:
+                uow.add(IdempotencyRecord(idempotency.key, idempotency.fingerprint, list(ids), utc_now()))
+            else:
+                record.reuse(idempotency.fingerprint, list(ids), utc_now())
         changed: list[LedgerAggregate] = uow.changed()
         if not changed:
             return Written(ids=ids, position=self.store.position())
@@ -118,12 +155,22 @@ class Service:
 
 def command(fn: Callable[..., list[str]]) -> Callable[..., Written]:
     """Make `fn(self, uow, *args, **kwargs) -> ids`, a method of a Service, a command:
-    called as `service.fn(*args, actor=..., **kwargs)`, it runs atomically through the
-    service's runner and answers with what it wrote."""
+    called as `service.fn(*args, actor=..., principal=..., idempotency=..., **kwargs)`, it
+    runs atomically through the service's runner, for `principal` if given, once per
+    idempotency key if given, and answers with what it wrote."""
     command_name = fn.__name__.strip("_")
 
     @functools.wraps(fn)
-    def run(self: Service, *args: Any, actor: str | None = None, **kwargs: Any) -> Written:
-        return self.runner.run(f"{self.name}.{command_name}", lambda uow: fn(self, uow, *args, **kwargs), actor)
+    def run(
+        self: Service,
+        *args: Any,
+        actor: str | None = None,
+        principal: Principal | None = None,
+        idempotency: Idempotency | None = None,
+        **kwargs: Any,
+    ) -> Written:
+        return self.runner.run(
+            f"{self.name}.{command_name}", lambda uow: fn(self, uow, *args, **kwargs), actor, principal, idempotency
+        )
 
     return run

@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from domain.access import Principal, Right, current_principal, guard_work
 from domain.commands import Runner, Service, Written, command
 from domain.errors import ConflictError, NotFoundError, ValidationError
+from domain.idempotency import Idempotency
 from domain.job import Job, JobStatus
 from domain.lifecycle import max_attempts, set_status, settle
 from domain.limits import (
@@ -147,6 +149,8 @@ class DispatchCommands(Service):
         lease_seconds: int = 60,
         now: datetime | None = None,
         actor: str | None = None,
+        principal: Principal | None = None,
+        idempotency: Idempotency | None = None,
     ) -> Written:
         """Lease up to `limit` tasks that may run now, in the order of the candidates;
         answers with the lease ids (none when there is nothing to do).
@@ -155,15 +159,20 @@ class DispatchCommands(Service):
         times, from a read model that includes the leases made so far) while others take
         the ones it gave first; or a list of task ids, tried once in its order."""
         check_claim(worker, limit, lease_seconds)  # also when no task is there to claim
+        if (replay := self.runner.replayed(idempotency)) is not None:
+            return replay
         source = candidates if callable(candidates) else _once(candidates)
         leases: list[str] = []
         position = 0
-        for _ in range(CLAIM_ROUNDS):
+        # With a key, one round: its record holds what that one save leased.
+        for _ in range(1 if idempotency is not None else CLAIM_ROUNDS):
             wanted = limit - len(leases)
             offered = list(source(over_fetch(wanted), position))
             if not offered:
                 break
-            written = self._claim(worker, offered, wanted, lease_seconds, now, actor=actor)
+            written = self._claim(
+                worker, offered, wanted, lease_seconds, now, actor=actor, principal=principal, idempotency=idempotency
+            )
             leases += written.ids
             position = max(position, written.position)
             if len(leases) >= limit or len(offered) < over_fetch(wanted):
@@ -282,7 +291,11 @@ class DispatchCommands(Service):
     @command
     def release(self, uow: UnitOfWork, lease_id: str, now: datetime | None = None) -> list[str]:
         """Give the task back unworked (a worker shutting down): queued again, not an attempt."""
-        task = uow.get(Task, task_id_of(lease_id))
+        try:
+            task = uow.get(Task, task_id_of(lease_id))
+        except NotFoundError:
+            raise NotFoundError("Lease", lease_id) from None
+        _check_worker(uow, task, lease_id)
         task.check_lease(str(lease_id), _now(now))
         job = uow.get(Job, task.job_id, allow_deleted=True)
         task.fail_attempt(str(lease_id), None, final=False, how="released")
@@ -333,7 +346,8 @@ def _claim_one(
     if job is None or job.status not in DISPATCHABLE:
         return None
     queue = uow.get(Queue, job.queue_id, allow_deleted=True)
-    if not queue.is_enabled:
+    principal = current_principal()
+    if not queue.is_enabled or (principal is not None and not principal.may(Right.WORK, queue.group)):
         return None
     if job.status != JobStatus.RUNNING:
         if not queue.has_room:
@@ -348,8 +362,18 @@ def _leased(uow: UnitOfWork, lease_id: str, now: datetime) -> tuple[Task, Job]:
         task = uow.get(Task, task_id_of(lease_id))
     except NotFoundError:
         raise NotFoundError("Lease", lease_id) from None
+    _check_worker(uow, task, lease_id)
     task.check_lease(str(lease_id), now)
     job = uow.find(Job, task.job_id)
     if job is None or job.status == JobStatus.ABORTED:
         raise ConflictError(f"the job of lease {lease_id} was aborted or deleted; stop working on it")
     return task, job
+
+
+def _check_worker(uow: UnitOfWork, task: Task, lease_id: str) -> None:
+    """The caller works for the group of the task's queue: else NOT_FOUND (a lease of a
+    group they cannot see) or FORBIDDEN (a reader of the group, not one of its workers)."""
+    if current_principal() is None:
+        return
+    job = uow.get(Job, task.job_id, allow_deleted=True)
+    guard_work(uow.get(Queue, job.queue_id, allow_deleted=True), str(lease_id))

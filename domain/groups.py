@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from eventsourcing.domain import event
 
-from domain.access import Role
+from domain.access import ADMINS_GROUP, Role
 from domain.base import LedgerAggregate
 from domain.errors import ConflictError, NotFoundError, ValidationError
 from domain.limits import MAX_GROUP_CODE
 from domain.rules import CODE_PATTERN, check_string, shown
+from domain.unit_of_work import UnitOfWork
+from domain.users import DIRECTORY_ID, Directory
 
 
 def check_group_code(field: str, code: object) -> str:
@@ -25,10 +27,18 @@ class Group(LedgerAggregate):
     which never changes and is never reused (users are disabled, not deleted)."""
 
     @event("Created")
-    def __init__(self, code: str, description: str) -> None:
+    def __init__(self, code: str, description: str, allow_commands: bool = False) -> None:
         self.code = code
         self.description = description
         self.members: dict[str, str] = {}  # user name -> role
+        # Whether jobs of the group's queues may hold command tasks (shell commands run on
+        # workers started with --allow-commands). Only a site admin changes it.
+        self.allow_commands = allow_commands
+
+    @event("Updated")
+    def update(self, changes: dict[str, object]) -> None:
+        for name, value in changes.items():
+            setattr(self, name, value)
 
     def role_of(self, user: str) -> Role | None:
         role = self.members.get(user)
@@ -56,3 +66,26 @@ class Group(LedgerAggregate):
     @event("MemberRemoved")
     def remove_member(self, user_id: str, user: str) -> None:
         self.members = {name: role for name, role in self.members.items() if name != user}
+
+
+def find_group(uow: UnitOfWork, code: str) -> Group | None:
+    """The group of this code, if there is one."""
+    directory = uow.find(Directory, DIRECTORY_ID)
+    group_id = directory.group_id_for(code) if directory is not None else None
+    return uow.get(Group, group_id) if group_id is not None else None
+
+
+def commands_allowed(uow: UnitOfWork, code: str) -> bool:
+    """Whether the group's queues may hold command tasks. The admins' group allows them
+    until a site admin says otherwise (it exists before anyone has made it, on a server
+    with authentication off)."""
+    group = find_group(uow, code)
+    if group is None:
+        return code == ADMINS_GROUP
+    return group.allow_commands
+
+
+def check_group_exists(uow: UnitOfWork, code: str) -> None:
+    """NOT_FOUND unless the group exists (the admins' group always does)."""
+    if code != ADMINS_GROUP and find_group(uow, code) is None:
+        raise NotFoundError("Group", code)

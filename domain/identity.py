@@ -9,9 +9,19 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from uuid import UUID
 
-from domain.access import Principal, Role, check_role
+from domain.access import (
+    ADMINS_GROUP,
+    Principal,
+    Right,
+    Role,
+    check_right,
+    check_role,
+    check_self_or_site_admin,
+    check_site_admin,
+    current_principal,
+)
 from domain.commands import Runner, Service, Written, command
-from domain.errors import NotFoundError, UnauthenticatedError, ValidationError
+from domain.errors import ForbiddenError, NotFoundError, UnauthenticatedError, ValidationError
 from domain.groups import Group, check_group_code
 from domain.limits import MAX_DESCRIPTION, MAX_TOKEN_LABEL, MAX_TOKEN_TEXT
 from domain.rules import check_bool, check_optional_string, check_string
@@ -28,6 +38,9 @@ from domain.tokens import (
 )
 from domain.unit_of_work import UnitOfWork
 from domain.users import DIRECTORY_ID, Directory, User, check_user_name
+
+SIGN_IN_LABEL = "sign-in link"  # a token that signs a browser in once
+SESSION_LABEL = "browser session"
 
 
 def utc_now() -> datetime:
@@ -89,6 +102,7 @@ class IdentityCommands(Service):
     @command
     def create_user(self, uow: UnitOfWork, name: str, *, site_admin: bool = False) -> list[str]:
         """A new user with a name no other user has; a site admin (every right everywhere) if asked."""
+        check_site_admin("create users")
         name = check_user_name("name", name)
         check_bool("siteAdmin", site_admin)
         directory = _directory(uow)
@@ -98,6 +112,7 @@ class IdentityCommands(Service):
     @command
     def disable_user(self, uow: UnitOfWork, user: str) -> list[str]:
         """No token of the user's works any more (until they are enabled again)."""
+        check_site_admin("disable users")
         found = _user(uow, user)
         if not found.disabled:
             found.disable()
@@ -105,6 +120,7 @@ class IdentityCommands(Service):
 
     @command
     def enable_user(self, uow: UnitOfWork, user: str) -> list[str]:
+        check_site_admin("enable users")
         found = _user(uow, user)
         if found.disabled:
             found.enable()
@@ -112,23 +128,49 @@ class IdentityCommands(Service):
 
     @command
     def set_site_admin(self, uow: UnitOfWork, user: str, site_admin: bool) -> list[str]:
+        check_site_admin("make or unmake site admins")
         found = _user(uow, user)
         if check_bool("siteAdmin", site_admin) != found.site_admin:
             found.set_site_admin(site_admin)
         return [str(found.id)]
 
     @command
-    def create_group(self, uow: UnitOfWork, code: str, *, description: str = "") -> list[str]:
+    def create_group(
+        self, uow: UnitOfWork, code: str, *, description: str = "", allow_commands: bool = False
+    ) -> list[str]:
         """A new group, with no members yet, and a code no other group has."""
+        check_site_admin("create groups")
         code = check_group_code("code", code)
         description = check_string("description", description, MAX_DESCRIPTION)
+        allow = check_bool("allowCommands", allow_commands)
         directory = _directory(uow)
         directory.check_group_code_free(code)
-        return [str(_new_group(uow, directory, code, description).id)]
+        return [str(_new_group(uow, directory, code, description, allow).id)]
+
+    @command
+    def update_group(
+        self, uow: UnitOfWork, code: str, *, description: str | None = None, allow_commands: bool | None = None
+    ) -> list[str]:
+        """Change a group's description, or whether its queues may hold command tasks
+        (which only a site admin may change: commands run on the workers' machines)."""
+        code = check_group_code("code", code)
+        check_right(Right.MANAGE_GROUP, code, f"group {code!r}")
+        changes: dict[str, object] = {}
+        if description is not None:
+            changes["description"] = check_string("description", description, MAX_DESCRIPTION)
+        if allow_commands is not None:
+            check_site_admin("allow or forbid command tasks")
+            changes["allow_commands"] = check_bool("allowCommands", allow_commands)
+        team = _group(uow, code)
+        different = {k: v for k, v in changes.items() if getattr(team, k) != v}
+        if different:
+            team.update(different)
+        return [str(team.id)]
 
     @command
     def add_member(self, uow: UnitOfWork, group: str, user: str, role: Role | str) -> list[str]:
         """Make `user` a member of `group` in `role`; CONFLICT if they are one already."""
+        _check_manages(group)
         wanted = check_role("role", role)
         team, member = _group(uow, group), _user(uow, user)
         team.check_not_member(member.name)
@@ -138,6 +180,7 @@ class IdentityCommands(Service):
     @command
     def change_role(self, uow: UnitOfWork, group: str, user: str, role: Role | str) -> list[str]:
         """Give a member of `group` another role."""
+        _check_manages(group)
         wanted = check_role("role", role)
         team, member = _group(uow, group), _user(uow, user)
         team.check_member(member.name)
@@ -147,6 +190,7 @@ class IdentityCommands(Service):
 
     @command
     def remove_member(self, uow: UnitOfWork, group: str, user: str) -> list[str]:
+        _check_manages(group)
         team, member = _group(uow, group), _user(uow, user)
         team.check_member(member.name)
         team.remove_member(str(member.id), member.name)
@@ -156,17 +200,73 @@ class IdentityCommands(Service):
     # -- tokens -----------------------------------------------------------------
 
     def issue_token(
-        self, user: str, *, expires_in: object = None, label: str | None = None, actor: str | None = None
+        self,
+        user: str,
+        *,
+        expires_in: object = None,
+        label: str | None = None,
+        actor: str | None = None,
+        principal: Principal | None = None,
     ) -> IssuedToken:
         """A new token for `user`, lasting `expires_in` (seconds, a timedelta or text such as
-        `30d`; None: until revoked). The answer holds the token's text: it is never shown again."""
+        `30d`; None: until revoked). The answer holds the token's text: it is never shown
+        again. Users issue their own tokens; a site admin issues anyone's."""
         name = check_user_name("user", user)
+        if principal is not None and not principal.site_admin and principal.user != name:
+            raise ForbiddenError(f"only {name} or a site admin may issue tokens for this user")  # before the slow hash
         minting = self._minting(expires_in, label)
-        return minting.issued(self._issue_token(minting, name, actor=actor))
+        return minting.issued(self._issue_token(minting, name, actor=actor, principal=principal))
 
     @command
     def _issue_token(self, uow: UnitOfWork, minting: _Minting, user: str) -> list[str]:
+        check_self_or_site_admin(user, "issue tokens for this user")
         return [str(minting.mint(uow, _user(uow, user)).id)]
+
+    def bootstrap(self, user: str = "admin", *, actor: str | None = None) -> IssuedToken | None:
+        """On a store with no user yet: the first admin (a site admin, and admin of the
+        admins' group, whose queues may hold command tasks) and a token for them that lasts
+        until revoked. None once any user exists (so only the first start of the first
+        instance makes one)."""
+        name = check_user_name("user", user)
+        minting = self._minting(None, "first admin")
+        written = self._bootstrap(minting, name, actor=actor)
+        return minting.issued(written) if written.ids else None
+
+    @command
+    def _bootstrap(self, uow: UnitOfWork, minting: _Minting, user: str) -> list[str]:
+        directory = _directory(uow)
+        if directory.users:
+            return []
+        admin = _new_user(uow, directory, user, True)
+        admins = _find_group(uow, directory, ADMINS_GROUP) or _new_group(
+            uow, directory, ADMINS_GROUP, "The site's administrators", True
+        )
+        _set_role(admins, admin, Role.ADMIN)
+        return [str(minting.mint(uow, admin).id)]
+
+    def sign_in(self, token: str, *, lifetime: object = "30d") -> tuple[Principal, IssuedToken]:
+        """Exchange a token for a browser session's own token (lasting `lifetime`); a
+        one-time sign-in token (see `issue_sign_in`) is revoked in the same command."""
+        principal = self.authenticate(token)
+        minting = self._minting(lifetime, SESSION_LABEL)
+        presented = parse_token(token)
+        assert presented is not None  # authenticate parsed it
+        written = self._sign_in(minting, principal.user, presented.prefix, actor=principal.user)
+        return principal, minting.issued(written)
+
+    @command
+    def _sign_in(self, uow: UnitOfWork, minting: _Minting, user: str, prefix: str) -> list[str]:
+        shown = uow.get(Token, token_id(prefix))
+        if shown.label == SIGN_IN_LABEL:
+            if shown.revoked:
+                raise UnauthenticatedError("revoked", "this sign-in link was used already; ask for a new one")
+            shown.revoke()
+        return [str(minting.mint(uow, _user(uow, user)).id)]
+
+    def issue_sign_in(self, user: str, *, actor: str | None = None) -> IssuedToken:
+        """A token that signs a browser in once (within a day), for the URL `serve` prints."""
+        minting = self._minting("1d", SIGN_IN_LABEL)
+        return minting.issued(self._issue_token(minting, check_user_name("user", user), actor=actor))
 
     def ensure_token(
         self,
@@ -211,8 +311,11 @@ class IdentityCommands(Service):
     @command
     def revoke_token(self, uow: UnitOfWork, token: str) -> list[str]:
         """Revoke a token named by its prefix, its whole text or its id; its next use fails.
-        Revoking a revoked token changes nothing."""
+        Revoking a revoked token changes nothing. Users revoke their own; a site admin anyone's."""
         found = _token(uow, token)
+        principal = current_principal()
+        if principal is not None and not principal.site_admin and principal.user != found.user:
+            raise NotFoundError("Token", found.prefix)  # another's token: as if there were none
         if not found.revoked:
             found.revoke()
         return [str(found.id)]
@@ -311,8 +414,17 @@ def _new_user(uow: UnitOfWork, directory: Directory, name: str, site_admin: bool
     return user
 
 
-def _new_group(uow: UnitOfWork, directory: Directory, code: str, description: str) -> Group:
-    group = uow.add(Group(code, description))
+def _check_manages(group: object) -> None:
+    """FORBIDDEN unless the caller administers the group (checked before looking it up, so
+    that nothing tells an outsider whether it exists)."""
+    code = check_group_code("group", group)
+    check_right(Right.MANAGE_GROUP, code, f"group {code!r}")
+
+
+def _new_group(
+    uow: UnitOfWork, directory: Directory, code: str, description: str, allow_commands: bool = False
+) -> Group:
+    group = uow.add(Group(code, description, allow_commands))
     directory.register_group(code, str(group.id))
     return group
 

@@ -63,8 +63,10 @@ class Job(LedgerAggregate):
         destination: str | None,
         metadata: dict[str, Any],
         max_attempts: int | None,
+        actor: str | None = None,
     ) -> None:
         self.code = code
+        self.user = actor  # who submitted it (the Created event's actor): a member manages their own
         self.queue_id = queue_id
         self.status = JobStatus(status)
         self.priority = priority

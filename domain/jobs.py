@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from domain.access import Right, current_principal, guard_job, guard_queue
 from domain.catalogue import JOB, TASK
 from domain.commands import Service, command
-from domain.errors import ConflictError, NotFoundError, ValidationError
+from domain.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from domain.groups import commands_allowed
 from domain.inputs import TaskSpec, job_code, task_specs
 from domain.job import CREATABLE, FINISHED, Job, JobPhase, JobStatus
 from domain.lifecycle import find_queue, move_job, set_status, set_task_status, settle
@@ -35,7 +37,8 @@ class JobCommands(Service):
         fields = JOB.new({name: value for name, value in settings.items() if value is not None})
         if fields["status"] not in CREATABLE:
             raise ValidationError("status", f"a new job may start as {', '.join(sorted(CREATABLE))}")
-        target = find_queue(uow, queue)
+        target = _submit_target(uow, queue)
+        _check_commands(uow, target, specs)
         target.check_accepts_jobs()
         fields["code"] = job_code(fields["code"], fields["source"], specs)
         job = uow.add(Job(**fields, queue_id=str(target.id)))
@@ -51,13 +54,15 @@ class JobCommands(Service):
         """Change status (PENDING, WAITING, PAUSED, ABORTED, DONE), any other updatable field
         of `domain.catalogue.JOB` (priority, None: the queue's; metadata, destination,
         max_attempts), or move the job to `queue`."""
-        job = uow.get(Job, job_id)
+        job = _managed_job(uow, job_id)
         wanted = JOB["status"].checked(status) if status is not UNSET else None
         if wanted is not None and wanted != job.status:
             job.check_transition(wanted, by_user=True)
         changes = {name: value for name, value in JOB.changes(changes).items() if getattr(job, name) != value}
         if queue is not UNSET and queue is not None:
-            move_job(uow, job, find_queue(uow, queue))
+            target = find_queue(uow, queue)
+            guard_queue(target, Right.SUBMIT, queue)
+            move_job(uow, job, target)
         if changes:
             job.update(changes)
         if changes.get("destination"):
@@ -75,7 +80,7 @@ class JobCommands(Service):
     @command
     def delete(self, uow: UnitOfWork, job_id: str) -> list[str]:
         """Delete the job. Its tasks stay in the history, as every event does."""
-        job = uow.get(Job, job_id)
+        job = _managed_job(uow, job_id)
         queue = uow.get(Queue, job.queue_id, allow_deleted=True)
         if job.status == JobStatus.RUNNING and not queue.deleted:
             queue.stop_job(str(job.id))
@@ -99,10 +104,11 @@ class JobCommands(Service):
     def add_tasks(self, uow: UnitOfWork, job_id: str, tasks: list[Any], allow_duplicates: bool = True) -> list[str]:
         """Add tasks; one equal to an existing task (same source and destination) retries
         that task instead, or is refused with CONFLICT when duplicates are not allowed."""
-        job = uow.get(Job, job_id)
+        job = _managed_job(uow, job_id)
         specs = task_specs("tasks", tasks)
         if not specs:
             raise ValidationError("tasks", "give at least one task")
+        _check_commands(uow, uow.get(Queue, job.queue_id, allow_deleted=True), specs)
         job.check_accepts_tasks()
         ids = _add_tasks(uow, job, specs, allow_duplicates=check_bool("allowDuplicates", allow_duplicates))
         settle(uow, job)
@@ -112,7 +118,7 @@ class JobCommands(Service):
     def update_tasks(self, uow: UnitOfWork, job_id: str, updates: list[dict[str, Any]]) -> list[str]:
         """Change the status (QUEUED, FAILED, ONHOLD, EXCLUDED, DONE), priority or
         metadata of tasks of one job. All are checked before any is written."""
-        job = uow.get(Job, job_id)
+        job = _managed_job(uow, job_id)
         if not isinstance(updates, list) or not updates:
             raise ValidationError("tasks", "give at least one task update")
         if len(updates) > MAX_TASKS_PER_CALL:
@@ -128,6 +134,38 @@ class JobCommands(Service):
                 set_task_status(job, task, status, by_user=True)
         settle(uow, job)
         return [str(task.id) for task, _, _ in planned]
+
+
+def _managed_job(uow: UnitOfWork, job_id: str) -> Job:
+    """The job, if the caller may change it (see `domain.access.guard_job`)."""
+    job = uow.get(Job, job_id)
+    guard_job(job, uow.get(Queue, job.queue_id, allow_deleted=True), job_id)
+    return job
+
+
+def _submit_target(uow: UnitOfWork, ref: str | None) -> Queue:
+    """The queue a new job goes to, if the caller may submit to it."""
+    target = find_queue(uow, ref)
+    principal = current_principal()
+    if ref is None and principal is not None and not principal.may(Right.SUBMIT, target.group):
+        raise ForbiddenError(
+            f"you may not submit to the default queue (group {target.group!r}); name a queue of your group"
+        )
+    guard_queue(target, Right.SUBMIT, ref)
+    return target
+
+
+def _is_command(spec: TaskSpec) -> bool:
+    return isinstance(spec.source, dict) and spec.source.get("kind") == "command"
+
+
+def _check_commands(uow: UnitOfWork, queue: Queue, specs: list[TaskSpec]) -> None:
+    """FORBIDDEN for command tasks in a queue whose group does not allow them."""
+    if any(_is_command(spec) for spec in specs) and not commands_allowed(uow, queue.group):
+        raise ForbiddenError(
+            f"group {queue.group!r} (queue {queue.code!r}) does not allow command tasks; "
+            "a site admin can allow them with updateGroup(code, allowCommands: true)"
+        )
 
 
 _TASK_CHANGES = ", ".join(f.graphql_name for f in TASK.updatable[:-1]) + f" and {TASK.updatable[-1].graphql_name}"

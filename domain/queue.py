@@ -9,20 +9,11 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import event
 
+from domain.access import ADMINS_GROUP
 from domain.base import LedgerAggregate
-from domain.errors import ConflictError, NotFoundError, ValidationError
+from domain.errors import ConflictError, ValidationError
 from domain.limits import MAX_TAGS
 from domain.rules import check_json
-
-# Until groups own queues (access control), every queue belongs to this one group.
-BUILTIN_GROUP = "everyone"
-
-
-def check_group(group: str | None) -> str:
-    """The owner of a new queue: only the built-in group exists for now."""
-    if group is None or group == BUILTIN_GROUP:
-        return BUILTIN_GROUP
-    raise NotFoundError("Group", group)
 
 
 class QueueStatus(StrEnum):
@@ -60,8 +51,10 @@ class Queue(LedgerAggregate):
         max_attempts: int | None,
         parent_id: str | None,
         default: bool,
+        group: str = ADMINS_GROUP,  # queues recorded before groups owned them are the admins'
     ) -> None:
         self.code = code
+        self.group = group
         self.uri = uri
         self.priority = priority
         self.status = QueueStatus(status)

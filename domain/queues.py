@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.access import ADMINS_GROUP, Principal, Right, check_right, current_principal, guard_queue
 from domain.catalogue import QUEUE
 from domain.commands import Service, Written, command
 from domain.errors import ConflictError, LedgerError, ValidationError
+from domain.groups import check_group_code, check_group_exists
+from domain.idempotency import Idempotency
 from domain.job import Job, JobStatus
 from domain.lifecycle import find_queue, queue_members
 from domain.limits import MAX_TAGS
@@ -36,23 +39,32 @@ class QueueCommands(Service):
         return [str(queue.id)]
 
     @command
-    def create(self, uow: UnitOfWork, code: str, *, parent: str | None = None, **settings: Any) -> list[str]:
-        """A new queue with a code no other queue has; nested in `parent` (a code or an id)
+    def create(
+        self, uow: UnitOfWork, code: str, *, parent: str | None = None, group: str | None = None, **settings: Any
+    ) -> list[str]:
+        """A new queue with a code no other queue has, owned by `group` (default: the
+        parent's group, else the caller's only group); nested in `parent` (a code or an id)
         if given. `settings` are the other creatable fields of `domain.catalogue.QUEUE`
         (priority, status, default, description, metadata, tags, max_concurrency, ...);
         those left out take their default there."""
         registry = uow.get(QueueRegistry, REGISTRY_ID)
         QUEUE["code"].checked(code)
-        registry.check_code_free(code)
         parent_queue = find_queue(uow, parent) if parent is not None else None
+        if parent_queue is not None:
+            guard_queue(parent_queue, Right.READ, parent)
+        owner = _owner(uow, group, parent_queue)
+        registry.check_code_free(code)
         fields = QUEUE.new({**settings, "code": code})
         default = fields.pop("default")
+        if default:
+            check_right(Right.MANAGE_QUEUES, ADMINS_GROUP, "the default queue")
         queue = uow.add(
             Queue(
                 **fields,
                 uri=f"{parent_queue.uri}/{code}" if parent_queue else code,
                 parent_id=str(parent_queue.id) if parent_queue else None,
                 default=False,
+                group=owner,
             )
         )
         registry.reserve(code, str(queue.id))
@@ -67,6 +79,7 @@ class QueueCommands(Service):
         """Change any updatable field of `domain.catalogue.QUEUE` (priority, status, default,
         description, metadata, max_concurrency, ...). Only the fields given change."""
         queue = uow.get(Queue, queue_id)
+        guard_queue(queue, Right.MANAGE_QUEUES)
         if "default" in changes and changes["default"] is None:
             del changes["default"]  # a null `default` changes nothing; only true or false do
         checked = QUEUE.changes(changes)
@@ -75,6 +88,7 @@ class QueueCommands(Service):
         if different:
             queue.update(different)
         if wanted_default and not queue.default:
+            check_right(Right.MANAGE_QUEUES, ADMINS_GROUP, "the default queue")
             _make_default(uow, uow.get(QueueRegistry, REGISTRY_ID), queue)
         elif wanted_default is False and queue.default:
             raise ValidationError(
@@ -86,6 +100,7 @@ class QueueCommands(Service):
     def seal(self, uow: UnitOfWork, queue_id: str) -> list[str]:
         """Archive: the queue takes no new jobs; the jobs it has go on."""
         queue = uow.get(Queue, queue_id)
+        guard_queue(queue, Right.MANAGE_QUEUES)
         if queue.default:
             raise ConflictError(
                 f"queue {queue.code!r} is the default queue and cannot be sealed; make another queue the default first"
@@ -98,29 +113,40 @@ class QueueCommands(Service):
     def terminate(self, uow: UnitOfWork, queue_id: str) -> list[str]:
         """Abort every unfinished job of the queue."""
         queue = uow.get(Queue, queue_id)
+        guard_queue(queue, Right.MANAGE_QUEUES)
         aborted, running = queue_members(uow, queue)
         for job_id in aborted:
             uow.get(Job, job_id).change_status(JobStatus.ABORTED, by_user=False)
         queue.terminate(aborted, [j for j in running if j in set(aborted)])
         return [str(queue.id)]
 
-    def delete(self, queue_id: str, *, actor: str | None = None) -> Written:
+    def delete(
+        self,
+        queue_id: str,
+        *,
+        actor: str | None = None,
+        principal: Principal | None = None,
+        idempotency: Idempotency | None = None,
+    ) -> Written:
         """Delete the queue; its unfinished jobs move to the default queue, in one save.
 
         A queue still taking jobs is sealed first (its own small save), so that clients
         submitting to it all the while cannot keep the move from ever committing."""
-        sealed = self._seal_for_delete(queue_id, actor=actor)
+        if (replay := self.runner.replayed(idempotency)) is not None:
+            return replay
+        sealed = self._seal_for_delete(queue_id, actor=actor, principal=principal)
         try:
-            return self._delete(queue_id, actor=actor)
+            return self._delete(queue_id, actor=actor, principal=principal, idempotency=idempotency)
         except LedgerError:
             if sealed.ids:  # the seal was ours: take it back, so the failed delete changes nothing
-                self._unseal_after_failed_delete(queue_id, actor=actor)
+                self._unseal_after_failed_delete(queue_id, actor=actor, principal=principal)
             raise
 
     @command
     def _seal_for_delete(self, uow: UnitOfWork, queue_id: str) -> list[str]:
         """Seal the queue if it is not yet; returns its id only if this sealed it."""
         queue = uow.get(Queue, queue_id)
+        guard_queue(queue, Right.MANAGE_QUEUES)
         queue.check_deletable()
         if queue.state == QueueState.SEALED:
             return []
@@ -137,6 +163,7 @@ class QueueCommands(Service):
     @command
     def _delete(self, uow: UnitOfWork, queue_id: str) -> list[str]:
         queue = uow.get(Queue, queue_id)
+        guard_queue(queue, Right.MANAGE_QUEUES)
         queue.check_deletable()
         registry = uow.get(QueueRegistry, REGISTRY_ID)
         default = uow.get(Queue, registry.default_queue_id)
@@ -157,6 +184,7 @@ class QueueCommands(Service):
     def add_tags(self, uow: UnitOfWork, queue_id: str, tags: dict[str, str]) -> list[str]:
         """Add or change tags; the others stay."""
         queue = uow.get(Queue, queue_id)
+        guard_queue(queue, Right.MANAGE_QUEUES)
         checked = check_tags("tags", tags)
         queue.check_room_for_tags(checked)
         if any(queue.tags.get(k) != v for k, v in checked.items()):
@@ -167,6 +195,7 @@ class QueueCommands(Service):
     def remove_tags(self, uow: UnitOfWork, queue_id: str, keys: list[str]) -> list[str]:
         """Remove the tags of these keys; keys it does not have are ignored."""
         queue = uow.get(Queue, queue_id)
+        guard_queue(queue, Right.MANAGE_QUEUES)
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise ValidationError("keys", "must be a list of tag keys")
         if len(keys) > MAX_TAGS:
@@ -175,6 +204,29 @@ class QueueCommands(Service):
         if present:
             queue.remove_tags(present)
         return [str(queue.id)]
+
+
+def _owner(uow: UnitOfWork, group: object, parent: Queue | None) -> str:
+    """The group a new queue belongs to: the one given (where the caller manages queues),
+    else its parent's, else the caller's only group (the admins' for the service itself)."""
+    if group is None:
+        if parent is not None:
+            group = parent.group
+        else:
+            principal = current_principal()
+            if principal is None:
+                return ADMINS_GROUP
+            if len(principal.groups) == 1:
+                group = next(iter(principal.groups))
+            elif principal.site_admin and not principal.groups:
+                group = ADMINS_GROUP
+            else:
+                mine = ", ".join(sorted(principal.groups)) or "none"
+                raise ValidationError("group", f"is required: say which group owns the queue (yours: {mine})")
+    code = check_group_code("group", group)
+    check_right(Right.MANAGE_QUEUES, code, f"group {code!r}")
+    check_group_exists(uow, code)
+    return code
 
 
 def _make_default(uow: UnitOfWork, registry: QueueRegistry, queue: Queue) -> None:

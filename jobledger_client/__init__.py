@@ -2,7 +2,7 @@
 
     from jobledger_client import Client, NotFound
 
-    client = Client("http://127.0.0.1:8000/graphql", user="ann@example.com")
+    client = Client("http://127.0.0.1:8000/graphql")   # token: $JOBLEDGER_TOKEN or the token file
     queue = client.create_queue("ingest", priority=700)
     job = client.create_job(queue="ingest", tasks=["/media/a.mov"], destination="/out")
     for progress in client.watch(job.id):       # live, ends when the job finishes
@@ -12,7 +12,8 @@
     client.job_queue.list(sorting_directives=["-created"], page_size=20)   # Anyscale's
     client.queues_collection.create("cpu", "CPU workers")                  # Dioptra's
 
-See the README's "Python client" section for each style.
+See the README's "Python client" section for each style, and `jobledger_client.credentials`
+for where the token comes from.
 """
 
 from __future__ import annotations

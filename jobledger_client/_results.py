@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobledger_client._plans import Listing, Plan
+from jobledger_client.credentials import token_prefix
 
 if TYPE_CHECKING:
     from jobledger_client._transport import Settings
@@ -33,8 +34,14 @@ class Runner:
 
     @property
     def user(self) -> str | None:
-        """Who the client acts as (sent as X-Jobledger-User; recorded as the events' actor)."""
+        """Who the client says it is to a server without authentication (X-Jobledger-User)."""
         return self._settings.user
+
+    @property
+    def token_prefix(self) -> str | None:
+        """The public part of the token the client sends (`jl_0123456789ab`), safe to show;
+        None when it sends none."""
+        return token_prefix(self._settings.token)
 
 
 class ResultIterator(Iterator[T]):

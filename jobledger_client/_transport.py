@@ -18,10 +18,12 @@ from gql.transport.exceptions import TransportError, TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
 from jobledger_client import documents as doc
-from jobledger_client.errors import Unavailable, error_from
+from jobledger_client.credentials import find_token, missing_token_advice
+from jobledger_client.errors import JobledgerError, Unauthenticated, Unavailable, error_from
 
 DEFAULT_URL = "http://127.0.0.1:8000/graphql"
 USER_HEADER = "X-Jobledger-User"
+AUTHORIZATION = "Authorization"
 
 
 def graphql_url(url: str | None) -> str:
@@ -37,6 +39,34 @@ def ws_url(url: str) -> str:
     parts = urlsplit(url)
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     return urlunsplit(parts._replace(scheme=scheme))
+
+
+# graphql-transport-ws closes with these when the server refuses the connection_init.
+REFUSED_CLOSE_CODES = {4401: "Unauthorized", 4403: "Forbidden"}
+
+
+def close_frame(exc: BaseException) -> tuple[int, str] | None:
+    """The code and reason of the close frame the server sent, when `exc` came of one."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a chain of causes, not a loop
+        if seen is None:
+            return None
+        frame = getattr(seen, "rcvd", None)
+        if isinstance(getattr(frame, "code", None), int):
+            return frame.code, str(getattr(frame, "reason", "") or "")  # type: ignore[union-attr]
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def stream_failure(url: str, exc: BaseException) -> JobledgerError:
+    """A websocket that failed: Unauthenticated when the server refused its connection_init,
+    else Unavailable."""
+    closed = close_frame(exc)
+    if closed and closed[0] in REFUSED_CLOSE_CODES:
+        code, reason = closed
+        said = reason or REFUSED_CLOSE_CODES[code]
+        return Unauthenticated(f"the server refused the websocket ({code} {said}) ({missing_token_advice()})")
+    return transport_failure(url, exc)
 
 
 def transport_failure(url: str, exc: BaseException) -> Unavailable:
@@ -71,7 +101,7 @@ class Stream:
         except TransportQueryError as exc:
             raise error_from(exc.errors or [{"message": str(exc)}]) from None
         except (TransportError, OSError, TimeoutError) as exc:
-            raise transport_failure(s.ws_url, exc) from exc
+            raise stream_failure(s.ws_url, exc) from exc
         self.results = session.subscribe(self.request)
         return self
 
@@ -84,7 +114,7 @@ class Stream:
         except TransportQueryError as exc:
             raise error_from(exc.errors or [{"message": str(exc)}]) from None
         except (TransportError, OSError) as exc:
-            raise transport_failure(self.settings.ws_url, exc) from exc
+            raise stream_failure(self.settings.ws_url, exc) from exc
 
     async def close(self) -> None:
         if self.results is not None:
@@ -119,12 +149,29 @@ class LoopThread:
 
 
 class Settings:
-    def __init__(self, url: str | None, user: str | None, timeout: float, headers: Mapping[str, str] | None) -> None:
+    """What both clients send with every request: who they are and where to.
+
+    A token (given, else $JOBLEDGER_TOKEN, else the token file: `credentials.find_token`)
+    goes as `Authorization: Bearer <token>` on HTTP and under the same key in a websocket's
+    connection_init; a user (given, else $JOBLEDGER_USER) as X-Jobledger-User, which only a
+    server with JOBLEDGER_AUTH=off reads."""
+
+    def __init__(
+        self,
+        url: str | None,
+        user: str | None,
+        timeout: float,
+        headers: Mapping[str, str] | None,
+        token: str | None = None,
+    ) -> None:
         self.url = graphql_url(url)
         self.ws_url = ws_url(self.url)
         self.user = user if user is not None else os.environ.get("JOBLEDGER_USER") or None
+        self.token = find_token(token)
         self.timeout = timeout
         self.headers: dict[str, str] = dict(headers or {})
+        self.init_payload: dict[str, Any] = {}
+        if self.token:
+            self.headers[AUTHORIZATION] = self.init_payload[AUTHORIZATION] = f"Bearer {self.token}"
         if self.user:
-            self.headers[USER_HEADER] = self.user
-        self.init_payload: dict[str, Any] = {USER_HEADER: self.user} if self.user else {}
+            self.headers[USER_HEADER] = self.init_payload[USER_HEADER] = self.user

@@ -47,14 +47,17 @@ class Client(Verbs):
     """The blocking client.
 
         from jobledger_client import Client
-        with Client("http://127.0.0.1:8000/graphql", user="ann@example.com") as client:
+        with Client("http://127.0.0.1:8000/graphql") as client:  # token: $JOBLEDGER_TOKEN or the file
             job = client.create_job(queue="default", tasks=["/media/a.mov"], destination="/out")
             for progress in client.watch(job.id):
                 print(progress.progress, progress.etr)
 
-    `url` defaults to $JOBLEDGER_URL or http://127.0.0.1:8000/graphql, `user` to
-    $JOBLEDGER_USER; it is sent as the X-Jobledger-User header (and in the websocket's
-    connection_init). `httpx_options` go to the httpx.Client (e.g. ``verify``,
+    `url` defaults to $JOBLEDGER_URL or http://127.0.0.1:8000/graphql. `token` (default
+    $JOBLEDGER_TOKEN, else the token file `jobledger serve` writes, see
+    `jobledger_client.credentials`) is sent as `Authorization: Bearer <token>` (and in the
+    websocket's connection_init); without a valid one the server raises `Unauthenticated`.
+    `user` (default $JOBLEDGER_USER) is sent as the X-Jobledger-User header, which only a
+    server run with JOBLEDGER_AUTH=off reads. `httpx_options` go to the httpx.Client (e.g. ``verify``,
     ``transport``, ``event_hooks``); `retry` (a RetryPolicy) makes requests wait while
     the service cannot be reached. Safe to share between threads."""
 
@@ -63,12 +66,13 @@ class Client(Verbs):
         url: str | None = None,
         user: str | None = None,
         *,
+        token: str | None = None,
         timeout: float = 30.0,
         headers: Mapping[str, str] | None = None,
         httpx_options: Mapping[str, Any] | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self._settings = Settings(url, user, timeout, headers)
+        self._settings = Settings(url, user, timeout, headers, token)
         self._retry = retry
         transport = HTTPXTransport(
             url=self._settings.url, headers=self._settings.headers, timeout=timeout, **dict(httpx_options or {})
@@ -185,7 +189,7 @@ class AsyncClient(Verbs):
     """The asyncio client: the same verbs as Client, awaited; listings, `watch` and
     `events` are async iterators.
 
-        async with AsyncClient(url, user="ann@example.com") as client:
+        async with AsyncClient(url, token=token) as client:
             job = await client.create_job(tasks=["/media/a.mov"], destination="/out")
             async for progress in client.watch(job.id):
                 print(progress.progress)
@@ -197,12 +201,13 @@ class AsyncClient(Verbs):
         url: str | None = None,
         user: str | None = None,
         *,
+        token: str | None = None,
         timeout: float = 30.0,
         headers: Mapping[str, str] | None = None,
         httpx_options: Mapping[str, Any] | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self._settings = Settings(url, user, timeout, headers)
+        self._settings = Settings(url, user, timeout, headers, token)
         self._retry = retry
         transport = HTTPXAsyncTransport(
             url=self._settings.url, headers=self._settings.headers, timeout=timeout, **dict(httpx_options or {})

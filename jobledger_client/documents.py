@@ -103,12 +103,12 @@ JOB_EVENTS = (
     + EVENT
 )
 
-# A claim also brings the job's code and destination: what a worker names the task by and
-# copies into.
+# A claim also brings the job's code and destination, what a worker names the task by and
+# copies into, and whether its queue allows command tasks, which a worker runs only then.
 CLAIM = (
     """mutation Claim($worker: String!, $queues: [String!], $limit: Int, $leaseSeconds: Int) {
   claimTasks(worker: $worker, queues: $queues, limit: $limit, leaseSeconds: $leaseSeconds) {
-    ...LeaseFields task { job { code destination } } } }"""
+    ...LeaseFields task { job { code destination queue { code allowCommands } } } } }"""
     + LEASE
 )
 HEARTBEAT = (

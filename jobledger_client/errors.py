@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jobledger_client.credentials import missing_token_advice
+
 
 class JobledgerError(Exception):
     """Base of every error the client raises.
@@ -127,7 +129,8 @@ class Forbidden(JobledgerError):
 
 
 class Unauthenticated(JobledgerError):
-    """UNAUTHENTICATED: the caller must say who they are."""
+    """UNAUTHENTICATED: the caller must say who they are: no token was sent, or the server
+    refused the one sent (unknown, revoked or expired). The message ends with what to do."""
 
     code = "UNAUTHENTICATED"
 
@@ -156,15 +159,19 @@ ERROR_CLASSES: dict[str, type[JobledgerError]] = {
 
 def error_from(errors: Sequence[Mapping[str, Any]] | None) -> JobledgerError:
     """The exception for the `errors` of a GraphQL answer: its class from the first error's
-    `extensions.code` (a plain `JobledgerError` for codes the client does not know)."""
+    `extensions.code` (a plain `JobledgerError` for codes the client does not know). An
+    UNAUTHENTICATED message gets what to do added: where a token comes from."""
     listed = [e if isinstance(e, Mapping) else {"message": str(e)} for e in errors or ()]
     first = listed[0] if listed else {"message": "the server answered with an error but said nothing"}
     raw = first.get("extensions")
     extensions: dict[str, Any] = dict(raw) if isinstance(raw, Mapping) else {}
     code = extensions.pop("code", None)
     cls = ERROR_CLASSES.get(str(code), JobledgerError) if code else JobledgerError
+    message = str(first.get("message") or code or "error")
+    if cls is Unauthenticated:
+        message = f"{message} ({missing_token_advice()})"
     return cls(
-        str(first.get("message") or code or "error"),
+        message,
         code=str(code) if code else None,
         details=extensions,
         errors=listed,

@@ -284,7 +284,8 @@ class Event(Model):
 @dataclasses.dataclass(frozen=True, eq=True)
 class TaskLease(Model):
     """A worker's hold on a task until `expires`; renew it with heartbeat(). A claim also
-    tells the task's job's code and destination (None from a heartbeat)."""
+    tells the task's job's code and destination, its queue's code and whether that queue's
+    group allows command tasks (None, and False, from a heartbeat)."""
 
     id: str
     task: Task
@@ -292,6 +293,8 @@ class TaskLease(Model):
     expires: datetime
     job_code: str | None = at("task.job.code", default=None)
     job_destination: str | None = at("task.job.destination", default=None)
+    queue_code: str | None = at("task.job.queue.code", default=None)
+    queue_allows_commands: bool = at("task.job.queue.allowCommands", default=False)
 
     __hash__ = Model.__hash__
 

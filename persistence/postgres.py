@@ -12,10 +12,20 @@ from uuid import UUID
 import psycopg
 from eventsourcing.persistence import ApplicationRecorder, InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier, as_bytes
 
 from persistence import PositionedEvent, Storage, StoreConfig
+from persistence.faults import OutcomeUnknownError, db_timeout, within
+
+# Connection failures: the pooled connection died (a restart of the server), or none could
+# be had in time. eventsourcing wraps psycopg's as its own.
+_DROPPED = (InterfaceError, OperationalError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _unretried(method: Any) -> Any:
+    """eventsourcing's method without its own retries (ten, 0.2 s apart, each waiting for a
+    connection for up to the pool's timeout: close to a minute of an outage per request)."""
+    return getattr(method, "__wrapped__", method)
 
 
 def conninfo(config: StoreConfig) -> dict[str, Any]:
@@ -102,6 +112,7 @@ class GapFreePostgresApplicationRecorder(PostgresApplicationRecorder):
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
+        self.timeout = db_timeout()
         # One array per column rather than eventsourcing's array of a composite type:
         # psycopg dumps those without escaping every field of every event in Python.
         self.insert_events_statement = SQL(
@@ -141,8 +152,30 @@ class GapFreePostgresApplicationRecorder(PostgresApplicationRecorder):
             .as_bytes()
         )
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    # -- bounded waits: an unreachable database is answered in `db_timeout()` seconds ------
+
+    def select_events(self, *args: Any, **kwargs: Any) -> Any:
+        return within(
+            self.timeout, lambda: _unretried(PostgresApplicationRecorder.select_events)(self, *args, **kwargs), _DROPPED
+        )
+
+    def select_notifications(self, *args: Any, **kwargs: Any) -> Any:
+        return within(
+            self.timeout,
+            lambda: _unretried(PostgresApplicationRecorder.select_notifications)(self, *args, **kwargs),
+            _DROPPED,
+        )
+
+    def max_notification_id(self) -> Any:
+        return within(self.timeout, lambda: _unretried(PostgresApplicationRecorder.max_notification_id)(self), _DROPPED)
+
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """Insert (see `_insert_once`), again while the connection fails before the commit
+        (nothing was written), for up to `db_timeout()` seconds; a failure during the commit
+        itself is OutcomeUnknownError, never retried: the events may be in the store."""
+        return within(self.timeout, lambda: self._insert_once(stored_events, **kwargs), _DROPPED)
+
+    def _insert_once(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         """Insert in one pipelined transaction, and read the new positions back with a fetch.
 
         eventsourcing ends its pipeline with `Pipeline.sync()`, which deadlocked on events of
@@ -163,13 +196,20 @@ class GapFreePostgresApplicationRecorder(PostgresApplicationRecorder):
             return None
         failure: Exception | None = None
         notification_ids: list[int] | None = None
+        committing = False
         with self.datastore.get_connection() as conn:
-            with conn.pipeline(), conn.transaction(), conn.cursor() as curs:
-                try:
-                    self._insert_stored_events(curs, stored_events, **kwargs)
-                    notification_ids = [row["notification_id"] for row in curs.fetchall()]
-                except Exception as exc:  # raised after the pipeline ends, as eventsourcing does
-                    failure = exc
+            try:
+                with conn.pipeline(), conn.transaction(), conn.cursor() as curs:
+                    try:
+                        self._insert_stored_events(curs, stored_events, **kwargs)
+                        notification_ids = [row["notification_id"] for row in curs.fetchall()]
+                    except Exception as exc:  # raised after the pipeline ends, as eventsourcing does
+                        failure = exc
+                    committing = failure is None
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if committing:  # the COMMIT was sent; whether it arrived is not known
+                    raise OutcomeUnknownError() from exc
+                raise
             if failure is not None:
                 raise failure
         return notification_ids

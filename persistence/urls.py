@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from persistence.faults import db_timeout
+
 SETTING = "JOBLEDGER_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///jobledger.db"
 Backend = Literal["sqlite", "postgres", "memory"]
@@ -86,7 +88,8 @@ def _postgres(url: str) -> StoreConfig:
         "POSTGRES_POOL_SIZE": query.get("pool_size", ["5"])[0],
         "POSTGRES_MAX_OVERFLOW": "10",
         "POSTGRES_LOCK_TIMEOUT": "10",
-        "POSTGRES_CONNECT_TIMEOUT": "10",
+        # Also how long a command waits for a pooled connection: an outage is answered in time.
+        "POSTGRES_CONNECT_TIMEOUT": str(max(1, round(db_timeout()))),
         "APPLICATION_RECORDER_TOPIC": GAP_FREE_RECORDER_TOPIC,
     }
     return StoreConfig(url=url, backend="postgres", env=env)

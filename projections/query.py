@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from domain.access import ADMINS_GROUP
 from domain.catalogue import QUEUE, Catalogue
 from domain.errors import ValidationError
 from domain.job import JobPhase, JobStatus
@@ -21,7 +22,7 @@ from domain.limits import MAX_PAGE
 from domain.queue import QueueState
 from domain.rules import check_storable
 from domain.task import TaskStatus
-from projections.schema import JOBS, QUEUES, TASKS, nullable
+from projections.schema import GROUPS, JOBS, QUEUES, TASKS, nullable
 from projections.stores import ReadStore, Row
 from projections.where import QMARK, Field, compile_where
 
@@ -214,6 +215,33 @@ class ReadModels:
         rows = await self._by_ids(f"SELECT * FROM {TASKS} t WHERE t.id IN", ids)
         return {r["id"]: r for r in rows}
 
+    async def owners(self, aggregate_ids: Sequence[str]) -> dict[str, str]:
+        """The group owning each queue, job and task among `aggregate_ids` (through its
+        queue); ids of anything else, or not in the read models yet, are left out."""
+        unique = list(dict.fromkeys(aggregate_ids))
+        found: dict[str, str] = {}
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = await self.store.fetch(
+                f"SELECT q.id, q.owner FROM {QUEUES} q WHERE q.id IN ({marks})"
+                f" UNION ALL SELECT j.id, q.owner FROM {JOBS} j JOIN {QUEUES} q ON q.id = j.queue_id"
+                f" WHERE j.id IN ({marks})"
+                f" UNION ALL SELECT t.id, q.owner FROM {TASKS} t JOIN {JOBS} j ON j.id = t.job_id"
+                f" JOIN {QUEUES} q ON q.id = j.queue_id WHERE t.id IN ({marks})",
+                [*chunk, *chunk, *chunk],
+            )
+            found.update({r["id"]: r["owner"] for r in rows})
+        return found
+
+    async def commands_allowed(self, codes: Sequence[str]) -> dict[str, bool]:
+        """Whether each group's queues may hold command tasks (the admins' group: yes,
+        until a site admin says otherwise)."""
+        rows = await self._by_ids(f"SELECT code AS id, allow_commands FROM {GROUPS} WHERE code IN", codes)
+        found = {code: code == ADMINS_GROUP for code in codes}
+        found.update({r["id"]: bool(r["allow_commands"]) for r in rows})
+        return found
+
     async def _by_ids(self, prefix: str, ids: Sequence[str]) -> list[Row]:
         unique = list(dict.fromkeys(ids))
         if not unique:
@@ -230,8 +258,14 @@ class ReadModels:
         first: int = 50,
         after: str | None = None,
         with_total: bool = True,
+        groups: Collection[str] | None = None,
     ) -> Page:
+        """A page of queues; of `groups` only, when given (None: every group's)."""
         filters, params = ["q.deleted = ?"], [False]
+        if groups is not None:
+            owned, owners = _owned_by("q.owner", groups)
+            filters.append(owned)
+            params += owners
         if not include_archived:
             filters.append("q.state = ?")
             params.append("ACTIVE")  # type: ignore[arg-type]
@@ -250,9 +284,15 @@ class ReadModels:
         statuses: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
         with_total: bool = True,
+        groups: Collection[str] | None = None,
     ) -> Page:
+        """A page of jobs; of the queues of `groups` only, when given (None: every group's)."""
         filters: list[str] = []
         params: list[Any] = []
+        if groups is not None:
+            owned, owners = _owned_by("owner", groups)
+            filters.append(f"j.queue_id IN (SELECT id FROM {QUEUES} WHERE {owned})")
+            params += owners
         if ids is not None:
             filters.append(f"j.id IN ({', '.join('?' * len(ids)) or 'NULL'})")
             params += list(ids)
@@ -284,7 +324,9 @@ class ReadModels:
             f"{TASKS} t", TASK_FIELDS, where, filters, params, [Sort("uri")], first, after, with_total
         )
 
-    async def claim_candidates(self, queues: Sequence[str] | None, count: int) -> list[str]:
+    async def claim_candidates(
+        self, queues: Sequence[str] | None, count: int, groups: Collection[str] | None = None
+    ) -> list[str]:
         """Queued tasks of dispatchable jobs in enabled queues, in hand-out order: queue
         priority, job priority, then the queue's mode (FIFO oldest job first, LIFO newest
         first, PRIORITY by task priority then oldest), then task order.
@@ -299,6 +341,9 @@ class ReadModels:
         one found on the (status, priority) index); a group mixing both, or one spread
         over many task priorities, is sorted whole (from that priority down)."""
         dispatchable, params = self._dispatchable(queues)
+        if groups is not None:
+            owned, owners = _owned_by("q.owner", groups)
+            dispatchable, params = f"{dispatchable} AND {owned}", [*params, *owners]
         backlog = await self.store.fetch(
             f"SELECT COUNT(*) AS queued FROM (SELECT 1 FROM {TASKS} WHERE status = 'QUEUED' LIMIT ?) b",
             [self.SORT_ALL_BELOW],
@@ -486,6 +531,14 @@ class ReadModels:
             for i in range(len(keys)):
                 row.pop(f"_k{i}", None)
         return Page(rows, has_next, cursor, int(total[0]["n"]))
+
+
+def _owned_by(column: str, groups: Collection[str]) -> tuple[str, list[Any]]:
+    """`column IN (groups)`; no groups match nothing."""
+    codes = sorted(groups)
+    if not codes:
+        return "1 = 0", []
+    return f"{column} IN ({', '.join('?' * len(codes))})", codes
 
 
 def _sort_key(f: Field) -> str:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 
+from domain.access import ADMINS_GROUP
 from domain.catalogue import QUEUE
 from domain.history import Record
 from projections.batch import Batch, Handler, as_json
-from projections.schema import QUEUES, catalogue_row, column_names, insert, stored
+from projections.schema import GROUPS, QUEUES, catalogue_row, column_names, insert, stored
 from projections.stores import Tx
 
 _INSERT = insert(
-    QUEUES, ("id", *column_names(QUEUE), "state", "uri", "parent_id", "created", "modified", '"user"', "modifier")
+    QUEUES,
+    ("id", *column_names(QUEUE), "state", "uri", "parent_id", "owner", "created", "modified", '"user"', "modifier"),
 )
 # What a `Queue.Updated` event may change: the updatable fields, each to its own column.
 _UPDATABLE = {f.name: f for f in QUEUE.updatable}
@@ -27,6 +29,7 @@ def created(tx: Tx, r: Record, batch: Batch) -> None:
             "ACTIVE",
             d["uri"],
             d["parent_id"],
+            d.get("group") or ADMINS_GROUP,  # queues recorded before groups owned them: the admins'
             r.timestamp,
             r.timestamp,
             r.actor,
@@ -66,7 +69,24 @@ def _tags(tx: Tx, queue_id: str) -> dict[str, str]:
     return json.loads(row["tags"]) if row else {}
 
 
+def group_created(tx: Tx, r: Record, batch: Batch) -> None:
+    d = r.data
+    tx.execute(
+        f"INSERT INTO {GROUPS} (id, code, description, allow_commands) VALUES (?, ?, ?, ?)",
+        (r.aggregate_id, d["code"], d.get("description", ""), bool(d.get("allow_commands", False))),
+    )
+
+
+def group_updated(tx: Tx, r: Record, batch: Batch) -> None:
+    changes = {k: v for k, v in r.data["changes"].items() if k in ("description", "allow_commands")}
+    if changes:
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        tx.execute(f"UPDATE {GROUPS} SET {assignments} WHERE id = ?", (*changes.values(), r.aggregate_id))
+
+
 HANDLERS: dict[str, Handler] = {
+    "Group.Created": group_created,
+    "Group.Updated": group_updated,
     "Queue.Created": created,
     "Queue.Updated": updated,
     "Queue.DefaultSet": lambda tx, r, b: _set(tx, r, b, {"is_default": True}),

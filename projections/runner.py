@@ -25,7 +25,7 @@ from projections.batch import Batch, Handler, RunnerMemory
 from projections.failures import ACKNOWLEDGED, SET_ASIDE, Failure, Status, scrub
 from projections.feed import Change, ChangeFeed
 from projections.recovery import BACKOFF_INITIAL_S, BACKOFF_MAX_S, EventFailure, Recovery, RunnerConflict, blames_event
-from projections.schema import DDL, RUNNER_NAME, TABLES, TRACKING
+from projections.schema import DDL, NEWEST_COLUMN, RUNNER_NAME, TABLES, TRACKING
 from projections.stores import ReadStore, Tx
 
 log = logging.getLogger("jobledger.projections")
@@ -76,7 +76,14 @@ class ProjectionRunner:
     # -- tables ----------------------------------------------------------------
 
     def setup(self) -> None:
-        """Create the read-model tables and the runner's position, if missing."""
+        """Create the read-model tables and the runner's position, if missing. Tables of an
+        older version (without `NEWEST_COLUMN`) are dropped: the runner rebuilds them from the log."""
+        table, column = NEWEST_COLUMN
+        try:
+            self.store.read(f"SELECT {column} FROM {table} WHERE 1 = 0")
+        except Exception:
+            log.info("read models missing or older than this version: creating them from the log")
+            self.drop()
         with self.ledger.store.schema_lock(), self.store.transaction() as tx:
             for statement in DDL:
                 tx.execute(statement.format(ts=self.store.timestamp_type, big=self.store.bigint_type))

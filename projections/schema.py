@@ -18,8 +18,11 @@ TRACKING = "jl_tracking"
 QUEUES = "jl_queues"
 JOBS = "jl_jobs"
 TASKS = "jl_tasks"
+GROUPS = "jl_groups"
 FAILURES = "jl_projection_failures"
-TABLES = (TASKS, JOBS, QUEUES, FAILURES, TRACKING)
+TABLES = (TASKS, JOBS, QUEUES, GROUPS, FAILURES, TRACKING)
+# A column the newest tables have; a store whose tables lack it is rebuilt from the log.
+NEWEST_COLUMN = (QUEUES, "owner")
 RUNNER_NAME = "projections"
 
 Column = tuple[str, str]  # name, SQL type and constraints
@@ -49,6 +52,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("state", "TEXT NOT NULL"),
         ("uri", "TEXT NOT NULL"),
         ("parent_id", "TEXT"),
+        ("owner", "TEXT NOT NULL"),  # the group's code
         ("total_jobs", "INTEGER NOT NULL DEFAULT 0"),
         ("successful_jobs", "INTEGER NOT NULL DEFAULT 0"),
         ("failed_jobs", "INTEGER NOT NULL DEFAULT 0"),
@@ -177,6 +181,13 @@ DDL = [
     )""",
     table(QUEUES),
     f"CREATE INDEX IF NOT EXISTS jl_queues_code ON {QUEUES} (code)",
+    f"CREATE INDEX IF NOT EXISTS jl_queues_owner ON {QUEUES} (owner, id)",
+    f"""CREATE TABLE IF NOT EXISTS {GROUPS} (
+        id TEXT PRIMARY KEY,
+        code TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL,
+        allow_commands BOOLEAN NOT NULL
+    )""",
     table(JOBS),
     # Listing a phase by status and priority, by queue, and by time: the common pages.
     f"CREATE INDEX IF NOT EXISTS jl_jobs_phase_status_priority ON {JOBS} (phase, status, priority, id)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ log = logging.getLogger("jobledger.projections")
 
 READY_LAG = 1000  # events the read models may trail the store by and still be ready
 KEPT_SKIPS = 1000
+LISTEN_CHECK_S = 2.0  # how often the LISTEN connection is asked whether it lives
 
 
 class ReadModelsUnavailable(LedgerError):
@@ -58,6 +60,7 @@ class ReadSide:
             is_leader=lambda: self.store.try_lead("clock"),
         )
         self._listener: Any = None
+        self._listening: asyncio.Task[None] | None = None  # the task keeping the listener alive
         # Events set aside lately (by this instance's runner or, heard, another's): position ->
         # (when noted, event type, reason), for read-your-writes to tell a writer about them.
         self._set_aside: OrderedDict[int, tuple[float, str, str]] = OrderedDict()
@@ -71,9 +74,41 @@ class ReadSide:
             self.clock.start()
 
     async def start_async(self) -> None:
-        """Open the async query pool and, on PostgreSQL, hear other instances' batches."""
+        """Open the async query pool and, on PostgreSQL, hear other instances' batches (and
+        keep hearing them: a listener lost with its connection is opened again)."""
         await self.store.open_async()
         self._listener = await self.store.listen(self._hear)
+        if self._listener is not None:
+            self._listening = asyncio.get_running_loop().create_task(self._keep_listening())
+
+    @property
+    def deaf(self) -> bool:
+        """Whether this instance has lost its LISTEN connection (PostgreSQL only)."""
+        return self._listening is not None and (self._listener is None or self._listener.is_closed())
+
+    async def _keep_listening(self) -> None:
+        """Every LISTEN_CHECK_S, ask the listener's connection whether it lives; when it does
+        not (PostgreSQL restarted, the network dropped it), open another, and catch the feed
+        up with the read models, since announcements made meanwhile were never heard."""
+        while True:
+            await asyncio.sleep(LISTEN_CHECK_S)
+            listener = self._listener
+            try:
+                if listener is not None and not listener.is_closed():
+                    await asyncio.wait_for(listener.execute("SELECT 1"), LISTEN_CHECK_S)
+                    continue
+            except Exception as exc:
+                log.warning("the change feed's LISTEN connection failed (%s); listening again", type(exc).__name__)
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    listener.terminate()
+            self._listener = None
+            try:
+                self._listener = await self.store.listen(self._hear)
+                self.feed.advance(await asyncio.to_thread(self.runner.position))
+                log.info("listening to the change feed again")
+            except Exception as exc:
+                log.warning("cannot listen to the change feed yet (%s)", type(exc).__name__)
 
     # -- read-your-writes -------------------------------------------------------
 
@@ -155,10 +190,19 @@ class ReadSide:
 
     def health(self, ready_lag: int = READY_LAG) -> tuple[bool, dict[str, object]]:
         """(ready, body) for /readyz: ready, catching up, stalled on an event, or degraded by
-        events set aside that nobody acknowledged. Raises when the store cannot be read."""
-        return health_of(self.runner.status(), ready_lag)
+        events set aside that nobody acknowledged, or deaf to other instances' changes (its
+        LISTEN connection lost). Raises when the store cannot be read."""
+        ready, body = health_of(self.runner.status(), ready_lag)
+        if ready and self.deaf:
+            return False, {**body, "status": "deaf", "reason": "the change feed's LISTEN connection is lost"}
+        return ready, body
 
     async def stop_async(self) -> None:
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listening
+            self._listening = None
         if self._listener is not None:
             await self._listener.close()
             self._listener = None

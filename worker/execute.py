@@ -1,9 +1,14 @@
-"""Running one task: a file transfer or a command line.
+"""Running one task: a file transfer or a command line, within the worker's `Policy`.
 
 A task says its kind in its source object: `{"kind": "command", "command": "..."}`
 runs a command; anything else (a path string, or `{"path": ...}`) is a transfer
 of that file or directory to the task's destination, or into the job's
 destination folder under the same name.
+
+The policy is checked before anything runs or is read or written: a command needs the
+worker's and the queue's consent, and every file a transfer reads and every file it
+writes must resolve to a place under the worker's roots (a folder's files one by one,
+so that a link inside it cannot lead out). Otherwise `policy.Refused` is raised.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from jobledger_client import TaskLease
+from worker.policy import Policy
 
 CHUNK = 1024 * 1024
 OUTPUT_LINES = 20
@@ -34,15 +40,21 @@ class TaskFailed(Exception):
 
 @dataclass(frozen=True)
 class Work:
+    """What a claimed task asks for: its kind, source and destination, and its queue's say
+    on commands."""
+
     kind: str
     source: Any
     destination: str | None
+    queue: str | None = None
+    queue_allows_commands: bool = False
 
     @classmethod
     def of(cls, lease: TaskLease) -> Work:
         source = lease.task.source
         kind = source.get("kind", "transfer") if isinstance(source, dict) else "transfer"
-        return cls(kind, source, target_path(source, lease.task.destination, lease.job_destination))
+        destination = target_path(source, lease.task.destination, lease.job_destination)
+        return cls(kind, source, destination, lease.queue_code, lease.queue_allows_commands)
 
 
 def path_of(location: Any) -> str | None:
@@ -62,25 +74,31 @@ def target_path(source: Any, destination: Any, job_destination: str | None) -> s
     return None
 
 
-def run(work: Work, report: Report) -> dict[str, Any]:
+def run(work: Work, policy: Policy, report: Report) -> dict[str, Any]:
+    """Run the task if the policy allows it (else raise Refused); its result."""
     if work.kind == "command":
+        policy.check_command(work.queue, work.queue_allows_commands)
         return run_command(work.source, report)
-    return transfer(work, report)
+    return transfer(work, policy, report)
 
 
-def transfer(work: Work, report: Report) -> dict[str, Any]:
-    source = Path(path_of(work.source) or "")
+def transfer(work: Work, policy: Policy, report: Report) -> dict[str, Any]:
+    named = path_of(work.source)
+    if not named:
+        raise TaskFailed("the task has no source path")
+    # Before any look at the files, so that a refused task learns nothing of what lies outside.
+    policy.check_path(named, "source")
     if not work.destination:
         raise TaskFailed("the task has no destination, and its job has none")
+    policy.check_path(work.destination, "destination")
+    source, destination = Path(named), Path(work.destination)
     if not source.exists():
         raise TaskFailed(f"source {source} does not exist")
-    destination = Path(work.destination)
-    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
-    total = sum(f.stat().st_size for f in files)
+    copies = planned_copies(source, destination, policy)
+    total = sum(file.stat().st_size for file, _ in copies)
     done = 0
     digests: dict[str, str] = {}
-    for file in files:
-        target = destination if source.is_file() else destination / file.relative_to(source)
+    for file, target in copies:
 
         def moved(chunk: int) -> None:
             nonlocal done
@@ -93,17 +111,32 @@ def transfer(work: Work, report: Report) -> dict[str, Any]:
     report(total, total)
     return {
         "bytes": total,
-        "files": len(files),
+        "files": len(copies),
         "sha256": digests if len(digests) > 1 else next(iter(digests.values()), None),
     }
+
+
+def planned_copies(source: Path, destination: Path, policy: Policy) -> list[tuple[Path, Path]]:
+    """(file read, file written) for each file of the transfer, every one checked against the
+    policy before the first is copied: a folder may hold links that lead out of the roots."""
+    if source.is_file():
+        copies = [(source, destination)]
+    else:
+        files = sorted(p for p in source.rglob("*") if p.is_file())
+        copies = [(file, destination / file.relative_to(source)) for file in files]
+    for file, target in copies:
+        policy.check_path(file, "source")
+        policy.check_path(target, "destination")
+    return copies
 
 
 def copy_verified(source: Path, target: Path, moved: Callable[[int], None]) -> str:
     """Copy to a temporary name beside the target, check size and SHA-256, then rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.jobledger-partial")
+    temporary.unlink(missing_ok=True)  # then "x" creates it anew: never writes through a planted link
     digest = hashlib.sha256()
-    with source.open("rb") as reader, temporary.open("wb") as writer:
+    with source.open("rb") as reader, temporary.open("xb") as writer:
         while chunk := reader.read(CHUNK):
             writer.write(chunk)
             digest.update(chunk)

@@ -1,6 +1,11 @@
 """The worker loop: claim while there is room, run each task in a thread, heartbeat every
 second with progress, then complete or fail it. SIGINT/SIGTERM release the leases.
 
+What a task may do is the worker's `Policy` (worker.policy): a task it refuses is failed
+at once, without retry, with the refusal as its error, so that the refusal is an event of
+the task. A service that refuses the worker itself (no valid token, or no right to claim)
+stops it: it would be refused again each second.
+
 It speaks to the service through jobledger_client's AsyncClient. While the service cannot
 be reached, every request waits for it (the client's RetryPolicy, with backoff), and the
 outage is logged once when it starts and once when it ends."""
@@ -25,8 +30,18 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from jobledger_client import AsyncClient, Conflict, JobledgerError, NotFound, RetryPolicy, TaskLease
+from jobledger_client import (
+    AsyncClient,
+    Conflict,
+    Forbidden,
+    JobledgerError,
+    NotFound,
+    RetryPolicy,
+    TaskLease,
+    Unauthenticated,
+)
 from worker import execute
+from worker.policy import Policy, Refused
 
 log = logging.getLogger("jobledger.worker")
 
@@ -60,8 +75,10 @@ class Running:
 
 class Worker:
     """Claims tasks from the service at `url` (from `queues`, or all) as `name`, runs up to
-    `concurrency` at once, until SIGINT/SIGTERM. `client` replaces the AsyncClient it would
-    open (tests give one with a mock transport)."""
+    `concurrency` at once within `policy` (by default: no commands, no files), until
+    SIGINT/SIGTERM. `token` is the client's (default $JOBLEDGER_TOKEN, else the token file);
+    `client` replaces the AsyncClient it would open (tests give one with a mock transport).
+    `exit_status` is 0 after a stop by signal, 2 when the service refused the worker."""
 
     def __init__(
         self,
@@ -73,9 +90,12 @@ class Worker:
         poll_interval: float = 1.0,
         live_view: bool | None = None,
         client: AsyncClient | None = None,
+        policy: Policy | None = None,
+        token: str | None = None,
     ) -> None:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.client = client or AsyncClient(url, self.name, retry=RetryPolicy(log=log))
+        self.client = client or AsyncClient(url, self.name, token=token, retry=RetryPolicy(log=log))
+        self.policy = policy or Policy()
         self.queues = queues or None
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
@@ -87,6 +107,7 @@ class Worker:
         self.slot_free = asyncio.Event()  # a task ended: claim again at once
         self.finished = 0
         self.failed = 0
+        self.exit_status = 0
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -95,6 +116,8 @@ class Worker:
                 loop.add_signal_handler(sig, self.stopping.set)
         view = asyncio.create_task(self._view()) if self.live_view else None
         log.info("worker %s claiming from %s", self.name, ", ".join(self.queues or ["every queue"]))
+        for allowance in self.policy.describe():
+            log.info(allowance)
         try:
             while not self.stopping.is_set():
                 if len(self.running) >= self.concurrency:
@@ -124,6 +147,11 @@ class Worker:
         room = self.concurrency - len(self.running)
         try:
             leases = await self.client.claim(self.name, self.queues, room, self.lease_seconds)
+        except (Unauthenticated, Forbidden) as exc:
+            log.error("the service refused this worker, stopping: %s", exc.message)
+            self.exit_status = 2
+            self.stopping.set()
+            return 0
         except JobledgerError as exc:
             log.warning("claim refused: %s", exc)
             return 0
@@ -138,7 +166,7 @@ class Worker:
     async def _execute(self, running: Running, lease: TaskLease) -> None:
         log.info("started %s (lease %s)", running.name, running.lease)
         work = execute.Work.of(lease)
-        doing = asyncio.get_running_loop().run_in_executor(None, execute.run, work, running.report)
+        doing = asyncio.get_running_loop().run_in_executor(None, execute.run, work, self.policy, running.report)
         lost = False
         while not lost:
             try:
@@ -146,6 +174,9 @@ class Worker:
                 break
             except TimeoutError:
                 lost = not await self._heartbeat(running)
+            except Refused as exc:  # asking again will not change the answer: no retry
+                await self._finish(running, error=str(exc), retry=False)
+                return
             except execute.TaskFailed as exc:
                 await self._finish(running, error=str(exc))
                 return
@@ -175,15 +206,18 @@ class Worker:
             pass  # refused this once: the lease is still ours until the service says otherwise
         return True
 
-    async def _finish(self, running: Running, *, result: Any = None, error: str | None = None) -> None:
-        """Report the task done (with its result) or failed (with the error)."""
+    async def _finish(
+        self, running: Running, *, result: Any = None, error: str | None = None, retry: bool = True
+    ) -> None:
+        """Report the task done (with its result) or failed (with the error; queued again
+        while attempts remain, unless `retry` is False)."""
         try:
             if error is None:
                 await self.client.complete(running.lease, result)
                 self.finished += 1
                 log.info("done %s", running.name)
             else:
-                await self.client.fail(running.lease, error)
+                await self.client.fail(running.lease, error, retry=retry)
                 self.failed += 1
                 log.warning("failed %s: %s", running.name, error.splitlines()[0] if error else "")
         except JobledgerError as exc:

@@ -2,7 +2,11 @@
  *
  * Reads through GraphQL over HTTP; everything live arrives through one
  * graphql-transport-ws websocket (jobUpdated, jobProgress), which reconnects
- * with backoff when the server goes away. Routes live in the hash:
+ * with backoff when the server goes away. With authentication on, the browser
+ * is signed in by the server's HttpOnly session cookie (POST /signin with a
+ * token); this script never sees a token. It asks `me` first: UNAUTHENTICATED
+ * there, or later, shows the sign-in form instead of the page. Routes live in
+ * the hash:
  *   #/                       queues and jobs (#/?where=...&phase=...)
  *   #/job/<id>               one job: its tasks, its history, actions
  */
@@ -157,9 +161,19 @@
     },
   };
 
+  /** Who the server says we are (`me`): `auth` is null until it answered, true when it
+   * needs tokens, false when it runs with authentication off (the name above counts). */
+  const account = { auth: null, user: null, ready: false, signedOut: false };
+
+  /** The name to send as X-Jobledger-User: with authentication on the session says who we are. */
+  function actorName() {
+    return account.auth === true ? "" : identity.get();
+  }
+
   // -- notices -----------------------------------------------------------------------
 
   function toast(message, kind = "info") {
+    if (account.signedOut) return; // what failed for want of a session: the sign-in form says it
     const box = $("#toasts");
     const item = h("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status", title: "Click to dismiss", onclick: () => item.remove() }, message);
     box.append(item);
@@ -189,7 +203,7 @@
 
   async function gql(query, variables) {
     const headers = { "content-type": "application/json", accept: "application/json" };
-    const user = identity.get();
+    const user = actorName();
     if (user) headers["X-Jobledger-User"] = user;
     let response;
     try {
@@ -203,7 +217,12 @@
     } catch {
       throw new ApiError(`The server answered ${response.status} ${response.statusText}.`, "HTTP");
     }
-    if (body.errors && body.errors.length) throw fromGraphQLError(body.errors[0]);
+    if (body.errors && body.errors.length) {
+      const error = fromGraphQLError(body.errors[0]);
+      // the session ended (signed out elsewhere, revoked, expired): back to the sign-in form
+      if (error.code === "UNAUTHENTICATED" && account.ready) showSignIn("ended");
+      throw error;
+    }
     return body.data;
   }
 
@@ -218,7 +237,7 @@
       this.attempt = 0;
       this.nextId = 1;
       this.subs = new Map();
-      this.listeners = { state: new Set(), reconnected: new Set() };
+      this.listeners = { state: new Set(), reconnected: new Set(), unauthenticated: new Set() };
       this.retryTimer = null;
       this.state = "connecting";
       window.addEventListener("online", () => this.retryNow());
@@ -253,7 +272,7 @@
         if (this.ws === ws && !this.acked) ws.close(4408, "Connection initialisation timeout");
       }, 10000);
       ws.onopen = () => {
-        const user = identity.get();
+        const user = actorName();
         ws.send(JSON.stringify({ type: "connection_init", payload: user ? { "X-Jobledger-User": user } : {} }));
       };
       ws.onmessage = (event) => {
@@ -294,7 +313,7 @@
           const sub = this.subs.get(message.id);
           if (!sub) break;
           const payload = message.payload || {};
-          if (payload.errors && payload.errors.length) sub.error && sub.error(fromGraphQLError(payload.errors[0]));
+          if (payload.errors && payload.errors.length) this.failed(sub, fromGraphQLError(payload.errors[0]));
           else sub.next && sub.next(payload.data);
           break;
         }
@@ -303,7 +322,7 @@
           if (!sub) break;
           this.subs.delete(message.id);
           const first = Array.isArray(message.payload) ? message.payload[0] : message.payload;
-          sub.error && sub.error(fromGraphQLError(first));
+          this.failed(sub, fromGraphQLError(first));
           break;
         }
         case "complete": {
@@ -316,6 +335,11 @@
         default:
           break;
       }
+    }
+
+    failed(sub, error) {
+      if (error.code === "UNAUTHENTICATED") for (const fn of this.listeners.unauthenticated) fn(error);
+      if (sub.error) sub.error(error);
     }
 
     /** Send a message if the connection is up; otherwise the next connection_ack resends what matters. */
@@ -351,6 +375,18 @@
       if (this.state === "reconnecting" && this.retryTimer) this.connect();
     }
 
+    /** Close the connection for good (signed out: nothing to follow until the next sign-in reloads the page). */
+    stop() {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+      const old = this.ws;
+      this.ws = null;
+      this.acked = false;
+      this.subs.clear();
+      if (old) old.close(1000, "signed out");
+      this.setState("stopped");
+    }
+
     /** Start over with a fresh connection_init (e.g. after the user renamed themselves). */
     restart() {
       const old = this.ws;
@@ -373,7 +409,7 @@
 
   const QUEUES = `query Queues {
     queues(first: 200) { nodes {
-      id code uri status state default priority executionMode maxConcurrency description
+      id code uri status state default priority executionMode maxConcurrency description group
       totalJobs activeJobs successfulJobs failedJobs
     } }
   }`;
@@ -428,6 +464,7 @@
   }
 
   function route() {
+    if (account.signedOut) return;
     if (view.cleanup) view.cleanup();
     view.cleanup = null;
     const root = $("#view");
@@ -602,7 +639,8 @@
             h(
               "p",
               { class: "queue-meta" },
-              `priority ${q.priority} · ${q.executionMode.toLowerCase()}`,
+              h("span", { class: "queue-group", title: `Owned by group ${q.group}: its members see this queue's jobs` }, "group ", h("strong", {}, q.group)),
+              ` · priority ${q.priority} · ${q.executionMode.toLowerCase()}`,
               q.maxConcurrency != null ? ` · at most ${q.maxConcurrency} at once` : "",
             ),
             q.description ? h("p", { class: "queue-desc" }, q.description) : null,
@@ -1277,6 +1315,116 @@
     return stop;
   }
 
+  // -- signing in ---------------------------------------------------------------------------------
+
+  const ME = `query Me { me { user siteAdmin auth groups { group role } } }`;
+
+  const SIGN_IN_NOTES = {
+    refused: () => [
+      h("strong", {}, "Token refused."),
+      " It may be mistyped, expired or revoked, and a sign-in link works only once: ask for a new token.",
+    ],
+    ended: () => [h("strong", {}, "You are signed out."), " Your session ended or was revoked: sign in again."],
+  };
+
+  /** The sign-in form, posted to the server (which sets the session cookie and sends us back here). */
+  function signInPanel(note) {
+    const text = SIGN_IN_NOTES[note] && SIGN_IN_NOTES[note]();
+    return h(
+      "section",
+      { class: "panel signin", id: "signin", "aria-labelledby": "signin-title" },
+      h("h1", { id: "signin-title" }, "Sign in to jobledger"),
+      text ? h("p", { class: "signin-note", id: `signin-${note}`, role: "alert" }, text) : null,
+      h(
+        "form",
+        { class: "signin-form", method: "post", action: "signin" },
+        h("label", { for: "token" }, "Token"),
+        h(
+          "div",
+          { class: "signin-row" },
+          h("input", {
+            id: "token",
+            name: "token",
+            type: "password",
+            required: true,
+            autocomplete: "current-password",
+            spellcheck: "false",
+            autocapitalize: "off",
+            placeholder: "jl_…",
+            "aria-describedby": "signin-help",
+          }),
+          h("button", { type: "submit", class: "btn" }, "Sign in"),
+        ),
+      ),
+      h(
+        "div",
+        { class: "hint", id: "signin-help" },
+        h("p", {}, "Tokens are made on the server's machine by whoever runs it: ", h("code", {}, "jobledger token create --user NAME"), " prints one."),
+        h(
+          "p",
+          {},
+          "On its first start, ",
+          h("code", {}, "jobledger serve"),
+          " prints a sign-in link for the first admin (",
+          h("code", {}, "http://HOST:PORT/signin?token=…"),
+          "): open that link once instead, or paste the token from the token file it names.",
+        ),
+      ),
+    );
+  }
+
+  /** Put the sign-in form in place of the page; `note`: "refused", "ended" or nothing. */
+  function showSignIn(note) {
+    if (account.signedOut) return;
+    account.signedOut = true;
+    if (view.cleanup) view.cleanup();
+    view.cleanup = null;
+    live.stop();
+    $("#live-badge").hidden = true;
+    $(".who").hidden = true;
+    $("#account").hidden = true;
+    $("#toasts").replaceChildren();
+    document.title = "Sign in · jobledger";
+    fill($("#view"), signInPanel(note));
+    $("#token").focus();
+  }
+
+  /** Whether the server sent us back from a refused sign-in (`/?signin=refused`); the address
+   * forgets it, so that reloading does not say it again. */
+  function takeSignInRefusal() {
+    const params = new URLSearchParams(location.search);
+    if (params.get("signin") !== "refused") return false;
+    params.delete("signin");
+    const search = params.toString();
+    history.replaceState(null, "", `${location.pathname}${search ? `?${search}` : ""}${location.hash}`);
+    return true;
+  }
+
+  /** `me`, or "signed out" (UNAUTHENTICATED), or null when it could not be asked (the server
+   * is away, or older than `me`): then the page behaves as without authentication until
+   * an answer says otherwise. */
+  async function whoAmI() {
+    try {
+      return (await gql(ME)).me;
+    } catch (error) {
+      if (error.code === "UNAUTHENTICATED") return "signed out";
+      return null;
+    }
+  }
+
+  function setupAccount(me, refused) {
+    account.auth = me ? me.auth : null;
+    account.user = me ? me.user : null;
+    if (account.auth !== true) return; // authentication off: the "You are" name, as ever
+    $(".who").hidden = true;
+    $("#account-user").textContent = me.user;
+    const roles = me.groups.map((m) => `${m.role} of ${m.group}`);
+    if (me.siteAdmin) roles.unshift("site admin");
+    $("#account .signed-in").title = roles.length ? roles.join(", ") : "no group yet";
+    $("#account").hidden = false;
+    if (refused) toast(`That token was refused; you are still signed in as ${me.user}.`, "error");
+  }
+
   // -- start ------------------------------------------------------------------------------------
 
   function setupIdentity() {
@@ -1319,9 +1467,18 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", () => {
-    setupIdentity();
+  document.addEventListener("DOMContentLoaded", async () => {
     setupBadge();
+    const refused = takeSignInRefusal();
+    const me = await whoAmI();
+    account.ready = true;
+    if (me === "signed out") {
+      showSignIn(refused ? "refused" : null);
+      return;
+    }
+    setupAccount(me, refused);
+    if (account.auth !== true) setupIdentity();
+    live.on("unauthenticated", () => showSignIn("ended"));
     live.connect();
     window.addEventListener("hashchange", route);
     route();

@@ -2,13 +2,17 @@
 
 Every command talks to a running service through `jobledger_client` (so it works
 against any `jobledger serve`, near or far): `--url` (default $JOBLEDGER_URL or
-http://127.0.0.1:8000/graphql), `--user` (default $JOBLEDGER_USER, recorded as the
-actor of what it changes) and `--json` are accepted by every subcommand.
+http://127.0.0.1:8000/graphql), `--token` (default $JOBLEDGER_TOKEN, else the token
+file, see `jobledger_client.credentials`), `--user` (default $JOBLEDGER_USER, read only
+by a server run with JOBLEDGER_AUTH=off) and `--json` are accepted by every subcommand,
+before or after its action (`jobledger job --token T list`, `jobledger job list --token T`).
 
 People get rich tables (short ids, sizes, relative times; colour on a terminal, plain
 lines in a pipe); `--json` gives scripts the full records: a JSON array of objects for
 a list, an object for one thing, one object per line for `job watch`. Failures print
-`jobledger: <message>` on stderr (the server's words) and exit with 2.
+`jobledger: <message>` on stderr (the server's words) and exit with 2; a refusal for want
+of a valid token says where a token comes from, one for want of a right says which token
+was used.
 
 Jobs are named by their id, by a unique prefix of it (the short ids the tables
 show), or by their code when it is unique; queues by code or id; tasks (in
@@ -87,7 +91,15 @@ def add_commands(commands: Any) -> None:
         help="the service's /graphql URL (default: $JOBLEDGER_URL or http://127.0.0.1:8000/graphql)",
     )
     options.add_argument(
-        "--user", default=argparse.SUPPRESS, help="who you are, recorded on the events (default: $JOBLEDGER_USER)"
+        "--token",
+        default=argparse.SUPPRESS,
+        help="your access token (default: $JOBLEDGER_TOKEN, else the token file: $JOBLEDGER_TOKEN_FILE, "
+        "$XDG_CONFIG_HOME/jobledger/token or ~/.config/jobledger/token)",
+    )
+    options.add_argument(
+        "--user",
+        default=argparse.SUPPRESS,
+        help="who you are, to a server run with JOBLEDGER_AUTH=off (default: $JOBLEDGER_USER)",
     )
     options.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable JSON instead of tables"

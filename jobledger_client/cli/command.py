@@ -1,4 +1,4 @@
-"""Running one client command: a `Client` on --url/--user, every failure as
+"""Running one client command: a `Client` on --url/--token/--user, every failure as
 `jobledger: <message>` with exit code 2, and the options lists share (--sort, --limit)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from jobledger_client import Client, JobledgerError, Unavailable
+from jobledger_client import Client, Forbidden, JobledgerError, Unavailable
 from jobledger_client.cli import output
 
 MAX_PAGE = 500
@@ -27,15 +27,18 @@ def run(target: str, args: argparse.Namespace) -> int:
     module, _, name = target.partition(":")
     command: Run = getattr(importlib.import_module(f"jobledger_client.cli.{module}"), name)
     args.json = getattr(args, "json", False)
-    client = Client(getattr(args, "url", None), getattr(args, "user", None))
+    try:
+        client = Client(getattr(args, "url", None), getattr(args, "user", None), token=getattr(args, "token", None))
+    except PermissionError as exc:  # a token file that is not ours to read
+        output.fail(str(exc))
+        return 2
     try:
         return command(client, args) or 0
     except Unavailable as exc:
-        status = exc.details.get("status")
-        if status:
-            output.fail(f"the service at {client.url} answered HTTP {status}, not GraphQL: is --url right?")
-        else:
-            output.fail(f"cannot reach the service at {client.url}: is `jobledger serve` running?")
+        output.fail(unreachable(client, exc))
+        return 2
+    except Forbidden as exc:
+        output.fail(forbidden(client, exc))
         return 2
     except JobledgerError as exc:
         output.fail(exc.message)
@@ -49,6 +52,20 @@ def run(target: str, args: argparse.Namespace) -> int:
         return 0
     finally:
         client.close()
+
+
+def unreachable(client: Client, exc: Unavailable) -> str:
+    """What to say when the service did not answer in GraphQL."""
+    status = exc.details.get("status")
+    if status:
+        return f"the service at {client.url} answered HTTP {status}, not GraphQL: is --url right?"
+    return f"cannot reach the service at {client.url}: is `jobledger serve` running?"
+
+
+def forbidden(client: Client, exc: Forbidden) -> str:
+    """The server's refusal, and whose token it refused, so that one can ask for the right."""
+    who = f"token {client.token_prefix}" if client.token_prefix else "no token"
+    return f"{exc.message} (refused to {who}: ask an admin for a role that allows it, or use another --token)"
 
 
 def sorting(args: argparse.Namespace) -> list[str]:

@@ -29,13 +29,13 @@ def job_watch(client: Client, args: argparse.Namespace) -> int:
             jobs.append(job)
     view = ProgressView(jobs, args.json)
     with view:
-        asyncio.run(_watch(client.url, client.user, jobs, view))
+        asyncio.run(_watch(client.url, client.user, getattr(args, "token", None), jobs, view))
     final = [view.latest[j.id] for j in jobs]
     return 0 if all(p is not None and p.status == "DONE" for p in final) else 1
 
 
-async def _watch(url: str, user: str | None, jobs: Sequence[Job], view: ProgressView) -> None:
-    async with AsyncClient(url, user) as client:
+async def _watch(url: str, user: str | None, token: str | None, jobs: Sequence[Job], view: ProgressView) -> None:
+    async with AsyncClient(url, user, token=token) as client:
 
         async def follow(job: Job) -> None:
             async for progress in client.watch(job.id):

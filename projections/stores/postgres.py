@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -14,8 +16,15 @@ from psycopg.generators import send
 from psycopg.rows import dict_row
 
 from persistence import StoreConfig
+from persistence.faults import db_timeout
 from persistence.postgres import conninfo
 from projections.stores.dialect import Row, numbered
+
+log = logging.getLogger("jobledger.store")
+
+LEASE_CHECK_S = 1.0  # how often a held leadership's connection is asked whether it lives
+CONNECT_TIMEOUT_S = 5
+QUERY_TIMEOUT_S = 30.0  # a read-model query that runs longer is cut (and answered UNAVAILABLE)
 
 
 def channel_for(schema: str) -> str:
@@ -94,11 +103,14 @@ class PostgresReadStore:
         self._opened: list[psycopg.Connection[Row]] = []
         self._pool: asyncpg.Pool | None = None
         self._leases: dict[str, psycopg.Connection[Any]] = {}
+        self._lease_checked: dict[str, float] = {}
 
     def _connect(self) -> psycopg.Connection[Row]:
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            conn = psycopg.connect(**conninfo(self.config), row_factory=dict_row, autocommit=True)
+            conn = psycopg.connect(
+                **conninfo(self.config), row_factory=dict_row, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            )
             conn.execute(f'SET search_path TO "{self.schema}"')
             # The read models are derived: a crash may lose their last moments, never mix
             # them up (the position commits with the rows), and the runner re-applies them
@@ -124,17 +136,42 @@ class PostgresReadStore:
 
     def try_lead(self, role: str) -> bool:
         """Hold PostgreSQL's advisory lock for `role` on a connection of its own: exactly one
-        instance leads; when it dies its connection closes and another takes over."""
+        instance leads; when it dies its connection closes and another takes over.
+
+        A held lock is trusted only while its connection answers (asked at most every
+        LEASE_CHECK_S): after a restart of PostgreSQL the connection looks open (`closed`
+        stays false) although the server has forgotten it and its lock, and another
+        instance may lead already. A dead one is given up, and the lock sought anew."""
         conn = self._leases.get(role)
-        if conn is not None and not conn.closed:
-            return True
-        conn = psycopg.connect(**conninfo(self.config), autocommit=True)
-        row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"jobledger:{self.schema}:{role}",)).fetchone()
+        if conn is not None:
+            if time.monotonic() - self._lease_checked.get(role, 0.0) < LEASE_CHECK_S:
+                return True
+            try:
+                conn.execute("SELECT 1")
+                self._lease_checked[role] = time.monotonic()
+                return True
+            except psycopg.Error as exc:
+                log.warning("lost the %s lead: its connection failed (%s); seeking it again", role, type(exc).__name__)
+                self._leases.pop(role, None)
+                with contextlib.suppress(Exception):
+                    conn.close()
+        try:
+            conn = psycopg.connect(**conninfo(self.config), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+            key = f"jobledger:{self.schema}:{role}"
+            row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
+        except psycopg.Error:
+            return False  # the database is unreachable: nobody here leads until it is back
         if row and row[0]:
             self._leases[role] = conn
+            self._lease_checked[role] = time.monotonic()
+            log.info("leading the %s", role)
             return True
         conn.close()
         return False
+
+    def leads(self, role: str) -> bool:
+        """Whether this instance held the `role` lock at its last check."""
+        return role in self._leases
 
     async def open_async(self) -> None:
         if self._pool is None:
@@ -148,13 +185,16 @@ class PostgresReadStore:
                 min_size=1,
                 max_size=10,
                 server_settings={"search_path": self.schema},
+                timeout=db_timeout(),  # to connect
             )
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         if self._pool is None:
             await self.open_async()
         assert self._pool is not None
-        rows = await self._pool.fetch(numbered(sql, "$"), *params)
+        # An unreachable database is answered within db_timeout() (UNAVAILABLE), not in minutes.
+        async with self._pool.acquire(timeout=db_timeout()) as conn:
+            rows = await conn.fetch(numbered(sql, "$"), *params, timeout=QUERY_TIMEOUT_S)
         return [dict(r) for r in rows]
 
     async def close_async(self) -> None:
@@ -171,6 +211,7 @@ class PostgresReadStore:
             user=info["user"],
             password=info["password"],
             database=info["dbname"],
+            timeout=CONNECT_TIMEOUT_S,
         )
         await conn.add_listener(channel_for(self.schema), lambda _c, _pid, _ch, payload: callback(payload))
         return conn

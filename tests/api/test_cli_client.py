@@ -12,18 +12,24 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.api.conftest import Server, free_port
+from tests.api.conftest import Server, free_port, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 20.0  # seconds a command may take before the test fails instead of hanging
+NO_TOKEN_FILE = f"{os.devnull}/token"  # a token file that cannot exist: no token of whoever runs the tests
+TOKEN = "jl_0123456789ab_s3cr3t"
 
 
 def _env(server: Server | None, user: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("JOBLEDGER_URL", "JOBLEDGER_USER")}
+    ambient = ("JOBLEDGER_URL", "JOBLEDGER_USER", "JOBLEDGER_TOKEN")
+    env = {k: v for k, v in os.environ.items() if k not in ambient}
+    env["JOBLEDGER_TOKEN_FILE"] = NO_TOKEN_FILE
     if server is not None:
         env["JOBLEDGER_URL"] = server.graphql
     if user:
@@ -397,3 +403,83 @@ def test_a_service_that_is_down_gets_a_friendly_message():
     for done in together(None, *[[*args, "--url", url] for args in calls], code=2):
         assert done.stderr == f"jobledger: cannot reach the service at {url}: is `jobledger serve` running?\n"
         assert done.stdout == ""
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+
+def test_the_token_is_accepted_before_and_after_the_action(server):
+    # The test server runs with authentication off and reads no token: this checks the command line.
+    before = cli_json(server, "queue", "--token", TOKEN, "list")
+    after = cli_json(server, "queue", "list", "--token", TOKEN)
+    assert [q["code"] for q in before] == [q["code"] for q in after] == ["default"]
+
+
+@contextmanager
+def refusing(code: str, message: str) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """A stand-in service that refuses every request with `code`: its /graphql URL, and the
+    headers of each request it got."""
+    received: list[dict[str, str]] = []
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(dict(self.headers))
+            body = json.dumps({"data": None, "errors": [{"message": message, "extensions": {"code": code}}]})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    listener = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.server_address[1]}/graphql", received
+    finally:
+        listener.shutdown()
+        listener.server_close()
+
+
+def test_a_missing_or_refused_token_says_what_to_do_and_exits_2():
+    with refusing("UNAUTHENTICATED", "a valid token is required") as (url, received):
+        done = cli(None, "job", "list", "--url", url, code=2)
+    assert done.stdout == "" and "Authorization" not in received[0]
+    assert done.stderr == (
+        "jobledger: a valid token is required (pass --token or set JOBLEDGER_TOKEN; "
+        f"the server's first admin token is in {NO_TOKEN_FILE})\n"
+    )
+
+    said = "you may not submit jobs to queue 'ops': you are viewer in group 'team'"
+    with refusing("FORBIDDEN", said) as (url, received):
+        done = cli(None, "job", "--token", TOKEN, "submit", "/a.mov", "--queue", "ops", "--url", url, code=2)
+    assert received[0]["Authorization"] == f"Bearer {TOKEN}"
+    assert done.stderr == (
+        f"jobledger: {said} (refused to token jl_0123456789ab: ask an admin for a role that allows it,"
+        " or use another --token)\n"
+    )
+
+
+def test_on_a_server_with_authentication_the_token_decides(store_url, tmp_path):
+    admin_file = tmp_path / "admin-token"
+    guarded = start_server(
+        store_url, str(tmp_path / "server.log"), JOBLEDGER_AUTH="on", JOBLEDGER_TOKEN_FILE=str(admin_file)
+    )
+    try:
+        admin = admin_file.read_text().strip()
+        submitted = cli_json(guarded, "job", "--token", admin, "submit", "/media/a.mov", "--dest", "/out", user=None)
+        assert submitted["user"] == "admin"
+        cli(guarded, "job", "abort", submitted["id"], "--token", admin, user=None)
+        watched = cli(guarded, "job", "watch", submitted["id"], "--token", admin, "--json", code=1, user=None)
+        assert json.loads(watched.stdout)["status"] == "ABORTED"  # over the websocket, with the token
+
+        refused = cli(guarded, "queue", "list", user="ann", code=2)  # --user means nothing here
+        assert refused.stdout == "" and refused.stderr.startswith("jobledger: ")
+        assert refused.stderr.endswith(
+            f"(pass --token or set JOBLEDGER_TOKEN; the server's first admin token is in {NO_TOKEN_FILE})\n"
+        )
+    finally:
+        stop_server(guarded)

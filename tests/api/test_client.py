@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import stat
 import threading
 import time
 import uuid
@@ -43,9 +45,18 @@ from jobledger_client import (
     Unavailable,
     Validation,
 )
+from jobledger_client.credentials import find_token, missing_token_advice, token_file_path, write_token_file
 from tests.api.conftest import Server, free_port, start_server, stop_server
 
 WAIT = 15.0  # seconds a live stream may take to deliver what a test expects
+TOKEN = "jl_0123456789ab_s3cr3t"
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_token(monkeypatch, tmp_path) -> None:
+    """Neither $JOBLEDGER_TOKEN nor a token file of whoever runs the tests: each test gives its own."""
+    monkeypatch.delenv("JOBLEDGER_TOKEN", raising=False)
+    monkeypatch.setenv("JOBLEDGER_TOKEN_FILE", str(tmp_path / "no-token-here"))
 
 
 def within(seconds: float, work: Callable[[], Any]) -> Any:
@@ -605,7 +616,8 @@ async def test_each_code_raises_its_class_sync_and_async(code, cls):
                 async with recorder.client(AsyncClient) as aclient:
                     await aclient.job("x")
         assert type(raised.value) is cls
-        assert (raised.value.code, raised.value.message, raised.value.details) == (code, "said so", {"n": 1})
+        said = "said so" if cls is not Unauthenticated else f"said so ({missing_token_advice()})"
+        assert (raised.value.code, raised.value.message, raised.value.details) == (code, said, {"n": 1})
         assert raised.value.path == ["job"] and raised.value.errors == answer["errors"]
 
 
@@ -728,3 +740,120 @@ async def test_a_retry_policy_waits_out_an_outage_and_tells_it_once_each_way(cap
     with pytest.raises(Unavailable):
         client.job("x")
     assert 3 <= gone.calls < 1000
+
+
+# -- tokens: where they come from, how they are sent, what a refusal says -----------------------
+
+
+def test_a_token_goes_as_a_bearer_on_http_and_in_the_websockets_connection_init():
+    recorder = Recorder()
+    with pytest.raises(JobledgerError):
+        Client(
+            "http://jobledger.test/graphql", token=TOKEN, httpx_options={"transport": httpx.MockTransport(recorder)}
+        ).job("x")
+    assert recorder.headers[0]["Authorization"] == f"Bearer {TOKEN}"
+    assert "X-Jobledger-User" not in recorder.headers[0]
+    both = Client("http://h:1/graphql", user="ann", token=TOKEN)
+    assert both._settings.init_payload == {"Authorization": f"Bearer {TOKEN}", "X-Jobledger-User": "ann"}
+    assert both.token_prefix == "jl_0123456789ab" and TOKEN not in repr(both)
+    assert Client("http://h:1/graphql")._settings.init_payload == {}  # no token anywhere: none sent
+
+
+def test_the_token_is_the_one_given_else_jobledger_token_else_the_token_files_first_line(monkeypatch, tmp_path):
+    file = tmp_path / "token"
+    monkeypatch.setenv("JOBLEDGER_TOKEN_FILE", str(file))
+    assert find_token(None) is None
+    file.write_text("jl_fromthefile_x\nanything after the first line\n")
+    assert find_token(None) == "jl_fromthefile_x"
+    monkeypatch.setenv("JOBLEDGER_TOKEN", "jl_fromtheenv_x")
+    assert find_token(None) == "jl_fromtheenv_x"
+    assert find_token("jl_given_x") == "jl_given_x"
+    assert AsyncClient("http://h:1/graphql")._settings.headers["Authorization"] == "Bearer jl_fromtheenv_x"
+
+
+def test_the_token_file_is_jobledger_token_file_else_under_the_config_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("JOBLEDGER_TOKEN_FILE", str(tmp_path / "mine"))
+    assert token_file_path() == tmp_path / "mine"
+    monkeypatch.delenv("JOBLEDGER_TOKEN_FILE")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    assert token_file_path() == tmp_path / "config" / "jobledger" / "token"
+    monkeypatch.delenv("XDG_CONFIG_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert token_file_path() == tmp_path / "home" / ".config" / "jobledger" / "token"
+
+
+def test_the_token_file_is_written_for_its_owner_only_whatever_the_umask(monkeypatch, tmp_path):
+    monkeypatch.setenv("JOBLEDGER_TOKEN_FILE", str(tmp_path / "a" / "b" / "token"))
+    before = os.umask(0)  # the widest: nothing may depend on the umask
+    try:
+        written = write_token_file(TOKEN)
+    finally:
+        os.umask(before)
+    assert written == tmp_path / "a" / "b" / "token" and written.read_text() == f"{TOKEN}\n"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert [stat.S_IMODE(d.stat().st_mode) for d in (tmp_path / "a", tmp_path / "a" / "b")] == [0o700, 0o700]
+
+    loose = tmp_path / "loose"
+    loose.write_text("old\n")
+    loose.chmod(0o644)
+    assert write_token_file("jl_new_x", loose) == loose
+    assert loose.read_text() == "jl_new_x\n" and stat.S_IMODE(loose.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "loose"]  # no temporary file left
+
+
+def test_unauthenticated_says_where_a_token_comes_from(monkeypatch, tmp_path):
+    monkeypatch.setenv("JOBLEDGER_TOKEN_FILE", str(tmp_path / "admin-token"))
+    refusal = {"data": None, "errors": [{"message": "a token is required", "extensions": {"code": "UNAUTHENTICATED"}}]}
+    with pytest.raises(Unauthenticated) as raised:
+        Recorder(refusal).client(user=None).queue(code="x")
+    assert raised.value.message == (
+        "a token is required (pass --token or set JOBLEDGER_TOKEN; "
+        f"the server's first admin token is in {tmp_path / 'admin-token'})"
+    )
+
+
+async def test_a_websocket_refused_at_connection_init_is_unauthenticated():
+    import websockets
+
+    received: list[dict[str, Any]] = []
+
+    async def refuse(connection: Any) -> None:
+        received.append(json.loads(await connection.recv()))
+        await connection.close(4403, "Forbidden")
+
+    async with websockets.serve(refuse, "127.0.0.1", 0, subprotocols=["graphql-transport-ws"]) as listener:
+        port = listener.sockets[0].getsockname()[1]
+        async with AsyncClient(f"http://127.0.0.1:{port}/graphql", token=TOKEN) as client:
+            with pytest.raises(Unauthenticated) as raised:
+                async for _ in client.watch("j-1"):
+                    pass
+    assert received == [{"type": "connection_init", "payload": {"Authorization": f"Bearer {TOKEN}"}}]
+    assert raised.value.message.startswith("the server refused the websocket (4403 Forbidden) (pass --token")
+
+
+def test_a_client_on_the_servers_machine_finds_the_first_admins_token(store_url, tmp_path, monkeypatch):
+    admin_file = tmp_path / "admin-token"
+    guarded = start_server(
+        store_url, str(tmp_path / "server.log"), JOBLEDGER_AUTH="on", JOBLEDGER_TOKEN_FILE=str(admin_file)
+    )
+    try:
+        monkeypatch.setenv("JOBLEDGER_TOKEN_FILE", str(admin_file))
+        with Client(guarded.graphql) as client:
+            assert client.token_prefix is not None and admin_file.read_text().startswith(client.token_prefix + "_")
+            job = client.create_job(tasks=["/media/a.mov"], destination="/out")
+            assert job.user == "admin"
+            watched = client.watch(job.id)  # the websocket signs in with the token too
+            assert within(WAIT, lambda: next(watched)).job_id == job.id
+            watched.close()
+
+        monkeypatch.setenv("JOBLEDGER_TOKEN_FILE", str(tmp_path / "none"))
+        with Client(guarded.graphql) as anonymous:
+            with pytest.raises(Unauthenticated) as raised:
+                anonymous.queue(code="default")
+            assert raised.value.message.endswith(f"the server's first admin token is in {tmp_path / 'none'})")
+            with pytest.raises(Unauthenticated):
+                within(WAIT, lambda: next(anonymous.watch(job.id)))
+        with Client(guarded.graphql, token=TOKEN) as stranger, pytest.raises(Unauthenticated):
+            stranger.queue(code="default")
+    finally:
+        stop_server(guarded)

@@ -91,7 +91,7 @@ def restart_on_same_port(server: Server, log_path: Path) -> None:
         [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", port],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "JOBLEDGER_DATABASE_URL": server.store_url},
+        env={**os.environ, "JOBLEDGER_AUTH": "off", "JOBLEDGER_DATABASE_URL": server.store_url},
         cwd=REPO,
         text=True,
     )  # the `server` fixture stops this one at the end
@@ -150,6 +150,8 @@ def test_dashboard_follows_jobs_live_and_acts_on_them(playwright_api: Any, serve
             badge = page.locator("#live-badge")
             expect(badge).to_have_attribute("data-state", "live")
             expect(page.locator('[data-queue="default"]')).to_be_visible()
+            expect(page.locator('[data-queue="default"] .queue-group')).to_have_text("group admins")
+            expect(page.locator("#account")).to_be_hidden()  # authentication off: no signing in
             page.fill("#user", USER)
             page.press("#user", "Enter")
             expect(badge).to_have_attribute("data-state", "live")
@@ -182,8 +184,8 @@ def test_dashboard_follows_jobs_live_and_acts_on_them(playwright_api: Any, serve
             bar = watched_row.locator(".bar")
             expect(bar).to_have_attribute("aria-valuenow", "0")
             worker_log = open(tmp_path / "worker.log", "w")  # noqa: SIM115
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "worker", "--url", server.graphql, "--concurrency", "1"],
+            worker = subprocess.Popen(  # one task at a time (the default), commands allowed
+                [sys.executable, "-m", "api.cli", "worker", "--url", server.graphql, "--allow-commands"],
                 stdout=worker_log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,

@@ -158,7 +158,7 @@ def test_the_serve_flag_sets_the_body_limit(tmp_path: Path) -> None:
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--max-body-bytes", "200"],
-        env={**os.environ, "JOBLEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'j.db'}"},
+        env={**os.environ, "JOBLEDGER_AUTH": "off", "JOBLEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'j.db'}"},
         stdout=log,
         stderr=subprocess.STDOUT,
     )

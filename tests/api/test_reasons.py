@@ -75,10 +75,12 @@ def test_finished_jobs_and_tasks_have_no_reason(server: KeptAlive):
     assert seen["reason"] is None and seen["tasks"]["nodes"][0]["reason"] is None
 
 
-def test_every_queue_belongs_to_the_built_in_group(server: KeptAlive):
-    create_queue(server, code="mine", group="everyone")
+def test_queues_belong_to_the_admins_group_unless_told(server: KeptAlive):
+    """With authentication off: the default queue and a queue created without a group are
+    the admins'; a group that does not exist is NOT_FOUND, and nothing is created."""
+    create_queue(server, code="mine")
     queues = server.data("{ queues { nodes { code group } } }")["queues"]["nodes"]
-    assert {q["code"]: q["group"] for q in queues} == {"default": "everyone", "mine": "everyone"}
+    assert {q["code"]: q["group"] for q in queues} == {"default": "admins", "mine": "admins"}
     error = server.error('mutation { createQueue(input: {code: "x", group: "nosuch"}) { id } }')
     assert code(error) == "NOT_FOUND"
     assert server.data('{ queue(code: "x") { id } }')["queue"] is None

@@ -1,5 +1,6 @@
 """Workers against real servers: the built-in `jobledger worker` transferring files and
 running commands, a worker killed mid-task, and many claimers on two instances of one store.
+(What a worker refuses to do is in test_worker_safety.py.)
 
 Every worker is a real `jobledger worker` subprocess in a process group of its own, so
 that it and whatever it runs (a command's shell, its `sleep`) can be stopped together.
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -60,25 +61,31 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float, interval: fl
 
 
 def start_worker(
-    server: Server, log_path: Path, name: str, *, concurrency: int = 1, lease_seconds: int = 60
+    server: Server,
+    log_path: Path,
+    name: str,
+    *,
+    concurrency: int = 1,
+    lease_seconds: int = 60,
+    roots: Sequence[Path] = (),
+    allow_commands: bool = False,
+    options: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
+    """A `jobledger worker` on the server; by default it runs no command and touches no file
+    (`roots` and `allow_commands` are its --root and --allow-commands)."""
     log = log_path.open("ab")
+    command = [
+        *("--url", server.graphql, "--concurrency", str(concurrency), "--name", name),
+        *("--lease-seconds", str(lease_seconds)),
+        *(f"--root={root}" for root in roots),
+        *(["--allow-commands"] if allow_commands else []),
+        *options,
+    ]
     try:
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "api.cli",
-                "worker",
-                "--url",
-                server.graphql,
-                "--concurrency",
-                str(concurrency),
-                "--name",
-                name,
-                "--lease-seconds",
-                str(lease_seconds),
-            ],
+            [sys.executable, "-m", "api.cli", "worker", *command],
+            env={**os.environ, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
@@ -205,7 +212,7 @@ def test_a_worker_transfers_a_job_of_twenty_files_and_folders_byte_for_byte(serv
     job_id = created["id"]
     assert len(created["tasks"]["nodes"]) == 20
 
-    with workers(server, tmp_path, "mover", concurrency=4):
+    with workers(server, tmp_path, "mover", concurrency=4, roots=[tmp_path]):
         job = job_reaches(server, job_id, "DONE", 180, [tmp_path / "mover.log"])
 
     assert job["progress"] == 100
@@ -283,7 +290,7 @@ def test_a_failing_command_is_retried_then_failed_with_its_output(server, tmp_pa
         {"i": {"code": "exit3", "tasks": [{"source": {"kind": "command", "command": "echo out; exit 3"}}]}},
     )["createJob"]["id"]
 
-    with workers(server, tmp_path, "runner"):
+    with workers(server, tmp_path, "runner", allow_commands=True):
         job = job_reaches(server, job_id, "FAILED", 90, [tmp_path / "runner.log"])
 
     (task,) = job["tasks"]["nodes"]
@@ -308,7 +315,7 @@ def test_a_task_of_a_killed_worker_is_requeued_when_its_lease_expires_and_anothe
     task_id = get_job(server, job_id)["tasks"]["nodes"][0]["id"]
     logs = [tmp_path / "doomed.log", tmp_path / "heir.log"]
 
-    doomed = start_worker(server, logs[0], "doomed", lease_seconds=3)
+    doomed = start_worker(server, logs[0], "doomed", lease_seconds=3, allow_commands=True)
     heir = None
     try:
         wait_until(
@@ -319,7 +326,7 @@ def test_a_task_of_a_killed_worker_is_requeued_when_its_lease_expires_and_anothe
         os.killpg(doomed.pid, signal.SIGKILL)  # no release, no goodbye: the lease must expire
         doomed.wait(10)
         killed = time.monotonic()
-        heir = start_worker(server, logs[1], "heir")
+        heir = start_worker(server, logs[1], "heir", allow_commands=True)
         requeued = wait_until(
             "the clock to expire the dead worker's lease",
             lambda: [e for e in task_events(server, task_id) if e["type"] == "Task.LeaseExpired"],

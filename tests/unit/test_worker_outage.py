@@ -11,12 +11,13 @@ from typing import Any
 import httpx
 
 from jobledger_client import AsyncClient, RetryPolicy
+from worker.policy import Policy
 from worker.runner import Worker
 
 TASK = {
     "id": "t-1",
     "uri": "0",
-    "job": {"id": "j-1", "code": "render", "destination": None},
+    "job": {"id": "j-1", "code": "render", "destination": None, "queue": {"code": "default", "allowCommands": True}},
     "status": "BOOTING",
     "priority": 0,
     "source": {"kind": "command", "command": "true"},
@@ -69,7 +70,14 @@ async def test_a_worker_waits_out_an_unreachable_service_and_tells_it_once_each_
         retry=RetryPolicy(first_wait=0.01, log=logging.getLogger("jobledger.worker")),
         httpx_options={"transport": httpx.MockTransport(service)},
     )
-    worker = Worker("http://jobledger.test/graphql", "w1", client=client, poll_interval=0.05, live_view=False)
+    worker = Worker(
+        "http://jobledger.test/graphql",
+        "w1",
+        client=client,
+        poll_interval=0.05,
+        live_view=False,
+        policy=Policy(allow_commands=True),
+    )
     service.worker = worker
     with caplog.at_level(logging.INFO, logger="jobledger.worker"):
         await worker.run()
