@@ -169,7 +169,7 @@ def create_app(settings: Settings) -> Starlette:
         await read_side.start_async()
         executor = ThreadPoolExecutor(max_workers=settings.command_threads, thread_name_prefix="command")
         app.state.read_side = read_side
-        app.state.services = Services(ledger, read_side, executor)
+        app.state.services = Services(ledger, read_side, executor, wait_timeout=settings.read_wait_s)
         app.state.shared = SharedReads(read_side.models)
         app.state.replays = Replays(app.state.services)
         app.state.authenticator = Authenticator(ledger.identity, settings.auth, app.state.services.call)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,10 +18,11 @@ from domain.errors import UnauthenticatedError
 from domain.idempotency import Idempotency
 from domain.ledger import Ledger, Written
 from projections.query import Page, ReadModels
-from projections.service import ReadSide
+from projections.service import ReadModelsUnavailable, ReadSide
 from projections.stores import Row
 
 Context = dict[str, Any]
+log = logging.getLogger("jobledger.api")
 T = TypeVar("T")
 TaskKey = tuple[str, tuple[str, ...], int, str | None]
 
@@ -134,6 +136,31 @@ class Services:
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, partial(fn, *args, **kwargs))
+
+
+async def run_command(info: Info[Context, Any], command: Callable[..., Written], *args: Any, **kwargs: Any) -> Written:
+    """Run a mutation's command and wait until the read models show it. When they do not
+    in time, the write still stands (it is committed): the answer is then built from the
+    aggregates (`api.answers`), and says so in `extensions.readModelsBehind`."""
+    svc = services(info)
+    loop = asyncio.get_running_loop()
+    written = await loop.run_in_executor(svc.executor, partial(command, *args, **kwargs))
+    try:
+        await svc.read_side.wait_for(written.position, svc.wait_timeout)
+    except ReadModelsUnavailable as behind:
+        log.warning("answering from the aggregates: %s", behind)
+        info.context["behind"] = behind
+    return written
+
+
+async def task_rows(info: Info[Context, Any], task_ids: list[str]) -> dict[str, Row]:
+    """Tasks' rows for a mutation's answer: the read models', or the aggregates' when the
+    read models lag behind the write (see `run_command`)."""
+    if info.context.get("behind"):
+        from api import answers
+
+        return await services(info).call(answers.task_rows, services(info).ledger, task_ids)  # type: ignore[no-any-return]
+    return await info.context["read"].tasks_by_id(task_ids)  # type: ignore[no-any-return]
 
 
 def services(info: Info[Context, Any]) -> Services:

@@ -98,6 +98,12 @@ class ErrorCodes(SchemaExtension):
             if not (error.extensions or {}).get("code"):
                 error.extensions = {**(error.extensions or {}), "code": "VALIDATION"}
 
+    def get_results(self) -> dict[str, Any]:
+        """A committed write answered while the read models lag says so (see `api.answers`)."""
+        context = self.execution_context.context
+        behind = context.get("behind") if isinstance(context, dict) else None
+        return {"readModelsBehind": str(behind)} if behind else {}
+
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result

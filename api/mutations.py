@@ -9,7 +9,8 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from api.context import Context, services, writing
+from api import answers
+from api.context import Context, run_command, services, task_rows, writing
 from api.fields import given_fields, input_type
 from api.identity import IdentityMutation
 from api.types import Job, JobStatus, Long, Queue, Task, TaskStatus
@@ -103,16 +104,23 @@ def _or(value: Any, default: Any = None) -> Any:
 
 
 async def _queue(info: Info[Context, Any], queue_id: str) -> Queue:
-    rows = await info.context["read"].queues_by_id([queue_id])
+    if info.context.get("behind"):
+        rows = await services(info).call(answers.queue_rows, services(info).ledger, [queue_id])
+    else:
+        rows = await info.context["read"].queues_by_id([queue_id])
     return Queue.from_row(_found(rows.get(queue_id), "Queue", queue_id))
 
 
 async def _job(info: Info[Context, Any], job_id: str) -> Job:
-    return Job.from_row(_found(await info.context["read"].job(job_id), "Job", job_id))
+    if info.context.get("behind"):
+        row = (await services(info).call(answers.job_rows, services(info).ledger, [job_id])).get(job_id)
+    else:
+        row = await info.context["read"].job(job_id)
+    return Job.from_row(_found(row, "Job", job_id))
 
 
 async def _tasks(info: Info[Context, Any], task_ids: list[str]) -> list[Task]:
-    rows = await info.context["read"].tasks_by_id(task_ids)
+    rows = await task_rows(info, task_ids)
     return [Task.from_row(_found(rows.get(i), "Task", i)) for i in task_ids]
 
 
@@ -126,7 +134,8 @@ def _found(row: Row | None, kind: str, key: str) -> Row:
 class Mutation(WorkMutation, IdentityMutation):
     @strawberry.mutation
     async def create_queue(self, info: Info[Context, None], input: CreateQueueInput) -> Queue:  # type: ignore[valid-type]
-        written = await services(info).run(
+        written = await run_command(
+            info,
             services(info).ledger.queues.create,
             **given_fields(input, QUEUE.creatable),
             parent=_or(input.parent),
@@ -143,40 +152,41 @@ class Mutation(WorkMutation, IdentityMutation):
         input: UpdateQueueInput,  # type: ignore[valid-type]
     ) -> Queue:
         changes = given_fields(input, QUEUE.updatable)
-        written = await services(info).run(services(info).ledger.queues.update, str(id), **changes, **writing(info))
+        written = await run_command(info, services(info).ledger.queues.update, str(id), **changes, **writing(info))
         return await _queue(info, written.id)
 
     @strawberry.mutation(description="seal: no new jobs; running ones go on")
     async def archive_queue(self, info: Info[Context, None], id: strawberry.ID) -> Queue:
-        written = await services(info).run(services(info).ledger.queues.seal, str(id), **writing(info))
+        written = await run_command(info, services(info).ledger.queues.seal, str(id), **writing(info))
         return await _queue(info, written.id)
 
     @strawberry.mutation(description="abort every job of it that is not finished")
     async def terminate_queue(self, info: Info[Context, None], id: strawberry.ID) -> Queue:
-        written = await services(info).run(services(info).ledger.queues.terminate, str(id), **writing(info))
+        written = await run_command(info, services(info).ledger.queues.terminate, str(id), **writing(info))
         return await _queue(info, written.id)
 
     @strawberry.mutation(description="its unfinished jobs move to the default queue")
     async def delete_queue(self, info: Info[Context, None], id: strawberry.ID) -> strawberry.ID:
-        written = await services(info).run(services(info).ledger.queues.delete, str(id), **writing(info))
+        written = await run_command(info, services(info).ledger.queues.delete, str(id), **writing(info))
         return strawberry.ID(written.id)
 
     @strawberry.mutation
     async def add_queue_tags(self, info: Info[Context, None], id: strawberry.ID, tags: JSON) -> Queue:
-        written = await services(info).run(services(info).ledger.queues.add_tags, str(id), tags, **writing(info))
+        written = await run_command(info, services(info).ledger.queues.add_tags, str(id), tags, **writing(info))
         return await _queue(info, written.id)
 
     @strawberry.mutation
     async def remove_queue_tags(self, info: Info[Context, None], id: strawberry.ID, keys: list[str]) -> Queue:
-        written = await services(info).run(
-            services(info).ledger.queues.remove_tags, str(id), list(keys), **writing(info)
+        written = await run_command(
+            info, services(info).ledger.queues.remove_tags, str(id), list(keys), **writing(info)
         )
         return await _queue(info, written.id)
 
     @strawberry.mutation
     async def create_job(self, info: Info[Context, None], input: CreateJobInput) -> Job:
         tasks = _or(input.tasks)
-        written = await services(info).run(
+        written = await run_command(
+            info,
             services(info).ledger.jobs.create,
             queue=_or(input.queue),
             code=_or(input.code),
@@ -198,12 +208,12 @@ class Mutation(WorkMutation, IdentityMutation):
             for name in ("status", "priority", "metadata", "queue", "destination", "max_attempts")
             if getattr(input, name) is not strawberry.UNSET
         }
-        written = await services(info).run(services(info).ledger.jobs.update, str(id), **changes, **writing(info))
+        written = await run_command(info, services(info).ledger.jobs.update, str(id), **changes, **writing(info))
         return await _job(info, written.id)
 
     @strawberry.mutation
     async def delete_job(self, info: Info[Context, None], id: strawberry.ID) -> strawberry.ID:
-        written = await services(info).run(services(info).ledger.jobs.delete, str(id), **writing(info))
+        written = await run_command(info, services(info).ledger.jobs.delete, str(id), **writing(info))
         return strawberry.ID(written.id)
 
     @strawberry.mutation(
@@ -217,7 +227,8 @@ class Mutation(WorkMutation, IdentityMutation):
         tasks: list[TaskInput],
         allow_duplicates: bool | None = True,
     ) -> list[Task]:
-        written = await services(info).run(
+        written = await run_command(
+            info,
             services(info).ledger.jobs.add_tasks,
             str(job_id),
             [t.spec() for t in tasks],
@@ -230,7 +241,7 @@ class Mutation(WorkMutation, IdentityMutation):
     async def update_tasks(
         self, info: Info[Context, None], job_id: strawberry.ID, tasks: list[TaskUpdateInput]
     ) -> list[Task]:
-        written = await services(info).run(
-            services(info).ledger.jobs.update_tasks, str(job_id), [t.update() for t in tasks], **writing(info)
+        written = await run_command(
+            info, services(info).ledger.jobs.update_tasks, str(job_id), [t.update() for t in tasks], **writing(info)
         )
         return await _tasks(info, written.ids)

@@ -41,6 +41,7 @@ class Settings:
     # first admin's name on an empty store, and where their token is written (None: the
     # default the CLI and the client read, see jobledger_client.credentials).
     auth: bool = True
+    read_wait_s: float = 10.0  # a write waits this long for the read models to show it
     admin_user: str = "admin"
     token_file: str | None = None
 
@@ -57,6 +58,7 @@ class Settings:
             ),
             max_subscriptions=_int_env("JOBLEDGER_MAX_SUBSCRIPTIONS", 10_000, "subscriptions", minimum=1),
             auth=_auth_env(),
+            read_wait_s=float(_int_env("JOBLEDGER_READ_WAIT", 10, minimum=1)),
             admin_user=os.environ.get("JOBLEDGER_ADMIN_USER") or "admin",
             token_file=os.environ.get("JOBLEDGER_TOKEN_FILE") or None,
         )

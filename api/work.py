@@ -9,7 +9,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from api.context import Context, acting, services, writing
+from api.context import Context, acting, run_command, services, task_rows, writing
 from api.types import Long, Task, TaskLease
 from domain.access import Right
 from domain.dispatch import Candidates, task_id_of
@@ -53,11 +53,6 @@ def _candidates(info: Info[Context, Any], queues: list[str] | None) -> Candidate
     return ask
 
 
-async def _task_rows(info: Info[Context, Any], task_ids: list[str]) -> dict[str, dict[str, Any]]:
-    rows: dict[str, dict[str, Any]] = await info.context["read"].tasks_by_id(task_ids)
-    return rows
-
-
 @strawberry.type
 class WorkMutation:
     @strawberry.mutation(description="Lease up to `limit` queued tasks, in scheduling order.")
@@ -70,7 +65,8 @@ class WorkMutation:
         lease_seconds: int | None = 60,
     ) -> list[TaskLease]:
         svc = services(info)
-        written = await svc.run(
+        written = await run_command(
+            info,
             svc.ledger.dispatch.claim,
             worker,
             _candidates(info, queues or None),
@@ -78,7 +74,7 @@ class WorkMutation:
             lease_seconds=60 if lease_seconds is None else lease_seconds,
             **_worker_acting(info, worker),
         )
-        rows = await _task_rows(info, [task_id_of(lease) for lease in written.ids])
+        rows = await task_rows(info, [task_id_of(lease) for lease in written.ids])
         return [
             TaskLease.from_row(lease, rows[task_id_of(lease)]) for lease in written.ids if task_id_of(lease) in rows
         ]
@@ -93,7 +89,8 @@ class WorkMutation:
         speed: float | None = strawberry.UNSET,
     ) -> TaskLease:
         svc = services(info)
-        await svc.run(
+        await run_command(
+            info,
             svc.ledger.dispatch.heartbeat,
             str(lease_id),
             progress=progress or (0 if progress == 0 else None),
@@ -102,7 +99,7 @@ class WorkMutation:
             **writing(info),
         )
         task_id = task_id_of(str(lease_id))
-        row = (await _task_rows(info, [task_id])).get(task_id)
+        row = (await task_rows(info, [task_id])).get(task_id)
         if row is None or row["lease_id"] != str(lease_id):
             raise ConflictError(f"lease {lease_id} is over")
         return TaskLease.from_row(str(lease_id), row)
@@ -112,20 +109,21 @@ class WorkMutation:
         self, info: Info[Context, None], lease_id: strawberry.ID, result: JSON | None = strawberry.UNSET
     ) -> Task:
         svc = services(info)
-        written = await svc.run(
+        written = await run_command(
+            info,
             svc.ledger.dispatch.complete,
             str(lease_id),
             None if result is strawberry.UNSET else result,
             **writing(info),
         )
-        return Task.from_row((await _task_rows(info, written.ids))[written.id])
+        return Task.from_row((await task_rows(info, written.ids))[written.id])
 
     @strawberry.mutation(description="Complete many leases at once; all or none.")
     async def complete_tasks(self, info: Info[Context, None], completions: list[Completion]) -> list[Task]:
         svc = services(info)
         pairs = [(str(c.lease_id), None if c.result is strawberry.UNSET else c.result) for c in completions]
-        written = await svc.run(svc.ledger.dispatch.complete_many, pairs, **writing(info))
-        rows = await _task_rows(info, written.ids)
+        written = await run_command(info, svc.ledger.dispatch.complete_many, pairs, **writing(info))
+        rows = await task_rows(info, written.ids)
         return [Task.from_row(rows[i]) for i in written.ids]
 
     @strawberry.mutation
@@ -133,13 +131,13 @@ class WorkMutation:
         self, info: Info[Context, None], lease_id: strawberry.ID, error: str, retry: bool | None = True
     ) -> Task:
         svc = services(info)
-        written = await svc.run(
-            svc.ledger.dispatch.fail, str(lease_id), error, retry=retry is not False, **writing(info)
+        written = await run_command(
+            info, svc.ledger.dispatch.fail, str(lease_id), error, retry=retry is not False, **writing(info)
         )
-        return Task.from_row((await _task_rows(info, written.ids))[written.id])
+        return Task.from_row((await task_rows(info, written.ids))[written.id])
 
     @strawberry.mutation(description="Give a leased task back unworked (e.g. on shutdown); not an attempt.")
     async def release_task(self, info: Info[Context, None], lease_id: strawberry.ID) -> Task:
         svc = services(info)
-        written = await svc.run(svc.ledger.dispatch.release, str(lease_id), **writing(info))
-        return Task.from_row((await _task_rows(info, written.ids))[written.id])
+        written = await run_command(info, svc.ledger.dispatch.release, str(lease_id), **writing(info))
+        return Task.from_row((await task_rows(info, written.ids))[written.id])
