@@ -10,7 +10,10 @@ its open and running jobs alone. The answer says so in `extensions.readModelsBeh
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from strawberry.dataloader import DataLoader
 
 from domain.catalogue import JOB, QUEUE, TASK, Catalogue
 from domain.job import Job
@@ -18,10 +21,12 @@ from domain.ledger import Ledger
 from domain.queue import Queue
 from domain.task import Task, TaskStatus
 from domain.unit_of_work import UnitOfWork
+from projections.query import Page
 from projections.schema import stored
 from projections.stores import Row
 
 _COUNTED_OUT = {TaskStatus.EXCLUDED}
+T = TypeVar("T")
 
 
 def _columns(catalogue: Catalogue, aggregate: Any) -> dict[str, Any]:
@@ -32,11 +37,25 @@ def _times(aggregate: Any) -> dict[str, Any]:
     return {"created": aggregate.created_on, "modified": aggregate.modified_on}
 
 
-def queue_rows(ledger: Ledger, ids: list[str]) -> dict[str, Row]:
-    uow = UnitOfWork(ledger.identity.runner.loader)
+class _Saved:
+    """The aggregates the command saved, else the store's (which an outage may refuse)."""
+
+    def __init__(self, ledger: Ledger, saved: Mapping[str, Any]) -> None:
+        self.uow = UnitOfWork(ledger.identity.runner.loader)
+        self.saved = saved
+
+    def get(self, kind: type[T], aggregate_id: str) -> T:
+        found = self.saved.get(str(aggregate_id))
+        if isinstance(found, kind):
+            return found
+        return self.uow.get(kind, aggregate_id, allow_deleted=True)  # type: ignore[no-any-return]
+
+
+def queue_rows(ledger: Ledger, ids: list[str], saved: Mapping[str, Any]) -> dict[str, Row]:
+    uow = _Saved(ledger, saved)
     found: dict[str, Row] = {}
     for queue_id in ids:
-        queue = uow.get(Queue, queue_id, allow_deleted=True)
+        queue = uow.get(Queue, queue_id)
         found[queue_id] = {
             "id": str(queue.id),
             **_columns(QUEUE, queue),
@@ -57,12 +76,12 @@ def queue_rows(ledger: Ledger, ids: list[str]) -> dict[str, Row]:
     return found
 
 
-def job_rows(ledger: Ledger, ids: list[str]) -> dict[str, Row]:
-    uow = UnitOfWork(ledger.identity.runner.loader)
+def job_rows(ledger: Ledger, ids: list[str], saved: Mapping[str, Any]) -> dict[str, Row]:
+    uow = _Saved(ledger, saved)
     found: dict[str, Row] = {}
     for job_id in ids:
-        job = uow.get(Job, job_id, allow_deleted=True)
-        queue = uow.get(Queue, job.queue_id, allow_deleted=True)
+        job = uow.get(Job, job_id)
+        queue = uow.get(Queue, job.queue_id)
         counted = [t for t in job.tasks.values() if t.get("status") not in _COUNTED_OUT]
         done = sum(1 for t in counted if t.get("status") == TaskStatus.DONE)
         sizes = [int(t.get("size") or -1) for t in counted]
@@ -84,8 +103,8 @@ def job_rows(ledger: Ledger, ids: list[str]) -> dict[str, Row]:
     return found
 
 
-def task_rows(ledger: Ledger, ids: list[str]) -> dict[str, Row]:
-    uow = UnitOfWork(ledger.identity.runner.loader)
+def task_rows(ledger: Ledger, ids: list[str], saved: Mapping[str, Any]) -> dict[str, Row]:
+    uow = _Saved(ledger, saved)
     found: dict[str, Row] = {}
     for task_id in ids:
         task = uow.get(Task, task_id)
@@ -106,3 +125,46 @@ def task_rows(ledger: Ledger, ids: list[str]) -> dict[str, Row]:
             "time": None,
         }
     return found
+
+
+def saved_loaders(ledger: Ledger, saved: Mapping[str, Any], read: Any, call: Any) -> Any:
+    """DataLoaders for the nested fields of an answer built from the aggregates: what the
+    command saved comes from them (a new job's queue and tasks), anything else from the
+    read models as usual."""
+    from api.context import Loaders, new_loaders
+
+    usual = new_loaders(read)
+
+    def of(kind: type[Any]) -> list[str]:
+        return [i for i, a in saved.items() if isinstance(a, kind)]
+
+    async def queues(ids: list[str]) -> list[Row | None]:
+        mine = [i for i in ids if i in of(Queue)]
+        rows = await call(queue_rows, ledger, mine, saved) if mine else {}
+        return [rows[i] if i in rows else await usual.queue.load(i) for i in ids]
+
+    async def jobs(ids: list[str]) -> list[Row | None]:
+        mine = [i for i in ids if i in of(Job)]
+        rows = await call(job_rows, ledger, mine, saved) if mine else {}
+        return [rows[i] if i in rows else await usual.job.load(i) for i in ids]
+
+    async def tasks(keys: list[Any]) -> list[Page]:
+        rows = await call(task_rows, ledger, of(Task), saved)
+        pages = []
+        for key in keys:
+            job_id, statuses, first, _after = key
+            mine = sorted((r for r in rows.values() if r["job_id"] == job_id), key=lambda r: r["uri"])
+            if not mine:
+                pages.append(await usual.tasks.load(key))
+                continue
+            wanted = [r for r in mine if not statuses or r["status"] in statuses]
+            pages.append(Page(wanted[:first], len(wanted) > first, None, len(wanted)))
+        return pages
+
+    return Loaders(
+        queue=DataLoader(queues),
+        job=DataLoader(jobs),
+        tasks=DataLoader(tasks),
+        running=usual.running,
+        commands=usual.commands,
+    )

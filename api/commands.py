@@ -41,6 +41,13 @@ def add_commands(commands: Any) -> None:
         metavar="N",
         help="largest request body accepted, larger ones get HTTP 413 (default $JOBLEDGER_MAX_BODY_BYTES or 1 MiB)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes serving one port (default $JOBLEDGER_WORKERS, else the number of cores on PostgreSQL, "
+        "1 on SQLite); one of them runs the projections and the clock",
+    )
     serve.set_defaults(run=Command("api.serve:run_serve"))
 
     projections = commands.add_parser("projections", help="inspect or rebuild the read models")

@@ -13,10 +13,12 @@ from typing import Any, TypeVar
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
+from api import answers
 from api.auth import Caller
 from domain.errors import UnauthenticatedError
 from domain.idempotency import Idempotency
 from domain.ledger import Ledger, Written
+from persistence.faults import db_timeout, deadline_in
 from projections.query import Page, ReadModels
 from projections.service import ReadModelsUnavailable, ReadSide
 from projections.stores import Row
@@ -117,6 +119,13 @@ def acting(info: Info[Context, Any]) -> dict[str, Any]:
     return {"principal": who.require(), "actor": who.actor}
 
 
+def bounded(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(...)` with one deadline for all its database calls: an outage is answered
+    UNAVAILABLE after `db_timeout()` seconds, however many calls the request makes."""
+    with deadline_in(db_timeout()):
+        return fn(*args, **kwargs)
+
+
 @dataclass
 class Services:
     """What the app shares between requests."""
@@ -126,16 +135,9 @@ class Services:
     executor: ThreadPoolExecutor
     wait_timeout: float = 10.0
 
-    async def run(self, command: Callable[..., Written], *args: Any, **kwargs: Any) -> Written:
-        """Run a command in the bounded pool, then wait until the read models show it."""
-        loop = asyncio.get_running_loop()
-        written = await loop.run_in_executor(self.executor, partial(command, *args, **kwargs))
-        await self.read_side.wait_for(written.position, self.wait_timeout)
-        return written
-
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, partial(fn, *args, **kwargs))
+        return await loop.run_in_executor(self.executor, partial(bounded, fn, *args, **kwargs))
 
 
 async def run_command(info: Info[Context, Any], command: Callable[..., Written], *args: Any, **kwargs: Any) -> Written:
@@ -144,12 +146,17 @@ async def run_command(info: Info[Context, Any], command: Callable[..., Written],
     aggregates (`api.answers`), and says so in `extensions.readModelsBehind`."""
     svc = services(info)
     loop = asyncio.get_running_loop()
-    written = await loop.run_in_executor(svc.executor, partial(command, *args, **kwargs))
+    written = await loop.run_in_executor(svc.executor, partial(bounded, command, *args, **kwargs))
     try:
-        await svc.read_side.wait_for(written.position, svc.wait_timeout)
+        # A read side that is failing (the store away) is waited for as long as the store is.
+        await svc.read_side.wait_for(written.position, svc.wait_timeout, patience=db_timeout())
     except ReadModelsUnavailable as behind:
         log.warning("answering from the aggregates: %s", behind)
         info.context["behind"] = behind
+        info.context["saved"] = {**info.context.get("saved", {}), **written.saved}
+        info.context["loaders"] = answers.saved_loaders(
+            svc.ledger, info.context["saved"], info.context["read"], svc.call
+        )
     return written
 
 
@@ -157,9 +164,7 @@ async def task_rows(info: Info[Context, Any], task_ids: list[str]) -> dict[str, 
     """Tasks' rows for a mutation's answer: the read models', or the aggregates' when the
     read models lag behind the write (see `run_command`)."""
     if info.context.get("behind"):
-        from api import answers
-
-        return await services(info).call(answers.task_rows, services(info).ledger, task_ids)  # type: ignore[no-any-return]
+        return await services(info).call(answers.task_rows, services(info).ledger, task_ids, info.context["saved"])  # type: ignore[no-any-return]
     return await info.context["read"].tasks_by_id(task_ids)  # type: ignore[no-any-return]
 
 

@@ -155,15 +155,19 @@ class RequestLog:
             )
 
 
-def http_protocol() -> type[asyncio.Protocol] | str:
-    """The HTTP protocol for uvicorn: its httptools protocol, answering a request it cannot parse
-    (a URL over 64 KiB, malformed headers) with coded JSON rather than plain text."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:  # no httptools: uvicorn's h11 protocol, whose rare refusals stay plain text
-        return "auto"
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # no httptools: uvicorn's h11 protocol, whose rare refusals stay plain text
+    HttpToolsProtocol = None
 
-    class JsonRefusals(HttpToolsProtocol):
+
+if HttpToolsProtocol is not None:
+
+    class JsonRefusals(HttpToolsProtocol):  # type: ignore[misc, valid-type]
+        """uvicorn's httptools protocol, answering a request it cannot parse (a URL over
+        64 KiB, malformed headers) with coded JSON rather than plain text. A module-level
+        class, so that `serve --workers N` can hand it to the processes it starts."""
+
         def send_400_response(self, msg: str) -> None:
             too_long = len(getattr(self, "url", b"")) > URL_LIMIT
             status = HTTPStatus.REQUEST_URI_TOO_LONG if too_long else HTTPStatus.BAD_REQUEST
@@ -178,4 +182,7 @@ def http_protocol() -> type[asyncio.Protocol] | str:
             self.transport.write(b"".join(head) + b"connection: close\r\n\r\n" + body)
             self.transport.close()
 
-    return JsonRefusals
+
+def http_protocol() -> type[asyncio.Protocol] | str:
+    """The HTTP protocol for uvicorn: `JsonRefusals` where httptools is installed."""
+    return JsonRefusals if HttpToolsProtocol is not None else "auto"

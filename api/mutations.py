@@ -105,7 +105,7 @@ def _or(value: Any, default: Any = None) -> Any:
 
 async def _queue(info: Info[Context, Any], queue_id: str) -> Queue:
     if info.context.get("behind"):
-        rows = await services(info).call(answers.queue_rows, services(info).ledger, [queue_id])
+        rows = await services(info).call(answers.queue_rows, services(info).ledger, [queue_id], info.context["saved"])
     else:
         rows = await info.context["read"].queues_by_id([queue_id])
     return Queue.from_row(_found(rows.get(queue_id), "Queue", queue_id))
@@ -113,7 +113,8 @@ async def _queue(info: Info[Context, Any], queue_id: str) -> Queue:
 
 async def _job(info: Info[Context, Any], job_id: str) -> Job:
     if info.context.get("behind"):
-        row = (await services(info).call(answers.job_rows, services(info).ledger, [job_id])).get(job_id)
+        ledger, saved = services(info).ledger, info.context["saved"]
+        row = (await services(info).call(answers.job_rows, ledger, [job_id], saved)).get(job_id)
     else:
         row = await info.context["read"].job(job_id)
     return Job.from_row(_found(row, "Job", job_id))

@@ -23,6 +23,7 @@ from api.types import (
     Task,
     TaskConnection,
     connection,
+    job_connection,
 )
 from domain.job import JobPhase as DomainJobPhase
 from projections.query import Sort
@@ -110,7 +111,7 @@ class Query(IdentityQuery):
             with_total=wants_total(info),
             groups=caller(info).readable(),
         )
-        return connection(page, Job.from_row)
+        return await job_connection(info, page)
 
     @strawberry.field
     async def task(self, info: Info[Context, None], id: strawberry.ID) -> Task | None:

@@ -4,6 +4,7 @@ public face of /readyz (a reason code; the details go to the log)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 from urllib.parse import parse_qs
@@ -54,10 +55,8 @@ async def sign_in(request: Request) -> Response:
     if not authenticator.enabled:
         return RedirectResponse("/", status_code=303)
     address = request.client.host if request.client else "unknown"
-    if authenticator.throttle.delay(address):
-        import asyncio
-
-        await asyncio.sleep(authenticator.throttle.delay(address))
+    if wait := authenticator.throttle.delay(address):
+        await asyncio.sleep(wait)
     try:
         _, session = await request.app.state.services.call(
             request.app.state.services.ledger.identity.sign_in, (token or "").strip(), lifetime=f"{SESSION_DAYS}d"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
@@ -11,8 +11,9 @@ from typing import Any, Generic, TypeVar
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
 
-from api.context import Context, loaders
+from api.context import Context, caller, loaders
 from api.event_pages import read_events
 from api.fields import from_columns, with_catalogue
 from domain import catalogue
@@ -112,14 +113,16 @@ class Queue:
         first: int | None = 50,
         after: str | None = strawberry.UNSET,
     ) -> JobConnection:
+        readable = caller(info).readable()
         page = await info.context["read"].jobs(
+            groups=readable if readable is None or self.group in readable else frozenset(),
             phase=None,
             queue=str(self.id),
             statuses=status or None,
             first=_first(first, 50),
             after=after or None,
         )
-        return connection(page, Job.from_row)
+        return await job_connection(info, page)
 
     @strawberry.field(description="whether jobs of this queue may hold command tasks (its group allows them)")
     async def allow_commands(self, info: Info[Context, None]) -> bool:
@@ -139,7 +142,8 @@ class Job:
     size: Long  # type: ignore[valid-type]
     speed: float
     etr: str | None
-    metadata: JSON
+    # Parsed only when asked for: most pages do not show it, and parsing is half a job's building.
+    metadata: JSON = strawberry.field(resolver=lambda root: _json(root.row["metadata"]))
     max_attempts: int | None = strawberry.field(description="tries per task before it fails; null: its queue's")
     created: datetime
     modified: datetime
@@ -148,9 +152,11 @@ class Job:
     modifier: str | None
     queue_id: strawberry.Private[str]
     row: strawberry.Private[dict[str, Any]]
+    # Its queue, when the page that built it fetched its jobs' queues at once (`job_connection`).
+    queue_node: strawberry.Private[Queue | None] = None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Job:
+    def from_row(cls, row: dict[str, Any], queue_node: Queue | None = None) -> Job:
         return cls(
             id=strawberry.ID(row["id"]),
             code=row["code"],
@@ -163,7 +169,6 @@ class Job:
             size=row["size"],
             speed=float(row["speed"]),
             etr=row["etr"],
-            metadata=_json(row["metadata"]),
             max_attempts=row["max_attempts"],
             created=row["created"],
             modified=row["modified"],
@@ -172,6 +177,7 @@ class Job:
             modifier=row["modifier"],
             queue_id=row["queue_id"],
             row=row,
+            queue_node=queue_node,
         )
 
     @strawberry.field(description="while it waits or is held: why, in words")
@@ -184,13 +190,26 @@ class Job:
             running = await loaders(info).running.load(self.queue_id)
         return job_reason(self.row, queue, running)
 
+    # `uri` and `queue` are plain functions that answer at once when the job came with its
+    # queue, and return an awaitable (which graphql-core awaits) when it did not: an `async`
+    # resolver would cost an asyncio task per job of a page, most of a page's time.
     @strawberry.field(description='"<queue uri>" the job sits in')
-    async def uri(self, info: Info[Context, None]) -> str:
+    def uri(self, info: Info[Context, None]) -> str:
+        if self.queue_node is not None:
+            return self.queue_node.uri
+        return self._loaded_uri(info)  # type: ignore[return-value]
+
+    @strawberry.field
+    def queue(self, info: Info[Context, None]) -> Queue:
+        if self.queue_node is not None:
+            return self.queue_node
+        return self._loaded_queue(info)  # type: ignore[return-value]
+
+    async def _loaded_uri(self, info: Info[Context, None]) -> str:
         queue = await loaders(info).queue.load(self.queue_id)
         return str(queue["uri"]) if queue else ""
 
-    @strawberry.field
-    async def queue(self, info: Info[Context, None]) -> Queue:
+    async def _loaded_queue(self, info: Info[Context, None]) -> Queue:
         row = await loaders(info).queue.load(self.queue_id)
         return Queue.from_row(row)
 
@@ -323,6 +342,41 @@ def connection(page: Page, node: Callable[[dict[str, Any]], N]) -> Connection[N]
         page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
         total_count=page.total_count,
     )
+
+
+QUEUE_OF_JOB = frozenset({"queue", "uri", "reason"})  # a job's fields that read its queue
+
+
+async def job_connection(info: Info[Context, Any], page: Page) -> Connection[Job]:
+    """The GraphQL page of a read-model page of jobs. When the query asks the jobs about
+    their queue, the page's queues are loaded at once (through the request's loader, so the
+    rows are the ones every other field sees) and each made a node once, shared by its jobs."""
+    queues: dict[str, Queue] = {}
+    if page.nodes and QUEUE_OF_JOB & node_fields(info):
+        ids = list(dict.fromkeys(row["queue_id"] for row in page.nodes))
+        rows = await loaders(info).queue.load_many(ids)
+        queues = {id: Queue.from_row(row) for id, row in zip(ids, rows, strict=True) if row is not None}
+    return connection(page, lambda row: Job.from_row(row, queues.get(row["queue_id"])))
+
+
+def node_fields(info: Info[Context, Any]) -> set[str]:
+    """The names of the fields the query asks of the `nodes` of the connection being
+    resolved, through fragments too."""
+    return {
+        field.name
+        for selected in info.selected_fields
+        for nodes in _fields(selected.selections)
+        if nodes.name == "nodes"
+        for field in _fields(nodes.selections)
+    }
+
+
+def _fields(selections: list[Selection]) -> Iterator[SelectedField]:
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            yield selection
+        else:  # a fragment: its own fields
+            yield from _fields(selection.selections)
 
 
 @strawberry.type

@@ -1,5 +1,6 @@
 """A benchmark phase's progress on stderr: rich's bar on a terminal; in a log, a plain
-line every 10 s and one at the end (rich would only draw the end there).
+line every 10 s and one at the end (rich would only draw the end there). Inside `shared()`
+(`python -m bench`), each phase is a line of the one bar shown for the whole run.
 
 The counter is a plain integer that a background thread reads, so counting costs the
 timed work no more than a lock, whether the phase runs in threads or coroutines."""
@@ -18,6 +19,7 @@ from rich.text import Text
 
 LOG_EVERY_S = 10.0
 DRAW_EVERY_S = 0.25
+_shared: Bar | None = None  # rich allows one live display at a time: phases join this one
 
 
 class _Rate(ProgressColumn):
@@ -26,6 +28,9 @@ class _Rate(ProgressColumn):
     def render(self, task: Task) -> Text:
         elapsed = task.elapsed or 0.0
         return Text(f"{task.completed / elapsed:,.0f}/s" if elapsed else "")
+
+
+COLUMNS = (TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn())
 
 
 class Progress:
@@ -62,18 +67,40 @@ class Progress:
             finally:
                 console.print(self.line())
             return
-        columns = (TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn())
-        with Bar(*columns, console=console) as bar:
-            task = bar.add_task(self.label, total=self.total)
+        if _shared is not None:
+            with self._drawn_on(_shared):
+                yield self
+            return
+        with Bar(*COLUMNS, console=console) as bar, self._drawn_on(bar):
+            yield self
 
-            def draw() -> None:
-                bar.update(task, completed=self.done, total=self.total)
+    @contextmanager
+    def _drawn_on(self, bar: Bar) -> Iterator[None]:
+        task = bar.add_task(self.label, total=self.total)
 
-            try:
-                with _every(DRAW_EVERY_S, draw):
-                    yield self
-            finally:
-                draw()
+        def draw() -> None:
+            bar.update(task, completed=self.done, total=self.total)
+
+        try:
+            with _every(DRAW_EVERY_S, draw):
+                yield
+        finally:
+            draw()
+            if bar is _shared:
+                bar.remove_task(task)
+
+
+@contextmanager
+def shared(console: Console) -> Iterator[Bar]:
+    """One bar for a whole run on a terminal: the caller adds its own task for the run, and
+    each phase's Progress shows as a line under it while it runs."""
+    global _shared
+    with Bar(*COLUMNS, console=console) as bar:
+        _shared = bar
+        try:
+            yield bar
+        finally:
+            _shared = None
 
 
 @contextmanager

@@ -315,16 +315,25 @@ def print_table(results: list[Result], versions: list[str]) -> None:
     )
     if versions:
         print(f"\n({', '.join(versions)})")
+    if lines := ratio_lines(results):
+        print()
+        print("\n".join(lines))
+
+
+def ratio_lines(results: list[Result]) -> list[str]:
+    """jobledger's best PostgreSQL tasks/s, then its ratio to Procrastinate's and PgQueuer's best.
+    Other tools read these lines (`  / Procrastinate's best (...): R`): keep their form."""
     ours = [r for r in results if r.name.startswith("jobledger PG")]
     if not ours:
-        return
+        return []
     best = max(ours, key=lambda r: r.rate)
-    print(f"\njobledger's best PostgreSQL figure: {best.rate:,.0f} tasks/s ({best.name})")
+    lines = [f"jobledger's best PostgreSQL figure: {best.rate:,.0f} tasks/s ({best.name})"]
     for label in ("Procrastinate", "PgQueuer"):
         theirs = [r for r in results if r.name.startswith(label)]
         if theirs:
             top = max(theirs, key=lambda r: r.rate)
-            print(f"  / {label}'s best ({top.name}, {top.rate:,.0f} jobs/s): {best.rate / top.rate:.3f}")
+            lines.append(f"  / {label}'s best ({top.name}, {top.rate:,.0f} jobs/s): {best.rate / top.rate:.3f}")
+    return lines
 
 
 def parse_args() -> argparse.Namespace:

@@ -25,6 +25,7 @@ from domain.idempotency import now as utc_now
 from domain.limits import MAX_NAME
 from domain.rules import check_optional_string
 from domain.unit_of_work import Loader, UnitOfWork
+from persistence.faults import taken
 
 MAX_COMMAND_ATTEMPTS = 30  # in turn, after the first attempt lost its race
 
@@ -49,6 +50,8 @@ class Written:
     ids: list[str] = field(default_factory=list)
     position: int = 0
     replayed: bool = False  # answered from an idempotency key's record: nothing was written now
+    # The aggregates as the command saved them, by id: its answer when the read models lag.
+    saved: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -101,7 +104,7 @@ class Runner:
         with acting_as(actor), on_behalf_of(principal):
             written = self._attempt(fn, idempotency)
             if written is None:
-                with self.retry_turn:
+                with taken(self.retry_turn):
                     written = _conflict_retries()(self._attempt, fn, idempotency)
         if written is None:
             raise ConflictError(
@@ -141,7 +144,9 @@ class Runner:
         except IntegrityError:
             return None
         self.loader.remember(changed)
-        return Written(ids=ids, position=max(r.notification.id for r in recordings))
+        return Written(
+            ids=ids, position=max(r.notification.id for r in recordings), saved={str(a.id): a for a in changed}
+        )
 
 
 class Service:

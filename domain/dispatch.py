@@ -34,6 +34,7 @@ from domain.queue import Queue
 from domain.rules import UNSTORABLE, check_json, check_number, check_string
 from domain.task import IN_FLIGHT, Task, TaskStatus
 from domain.unit_of_work import UnitOfWork
+from persistence.faults import taken
 
 # A claim asks for candidates again when others took those it was given first, this
 # many times at most.
@@ -123,7 +124,7 @@ def in_turn(fn: Callable[..., Written]) -> Callable[..., Written]:
 
     @functools.wraps(fn)
     def run(self: DispatchCommands, *args: Any, **kwargs: Any) -> Written:
-        with self.turn:
+        with taken(self.turn):
             return fn(self, *args, **kwargs)
 
     return run
@@ -163,6 +164,7 @@ class DispatchCommands(Service):
             return replay
         source = candidates if callable(candidates) else _once(candidates)
         leases: list[str] = []
+        saved: dict[str, Any] = {}
         position = 0
         # With a key, one round: its record holds what that one save leased.
         for _ in range(1 if idempotency is not None else CLAIM_ROUNDS):
@@ -174,10 +176,11 @@ class DispatchCommands(Service):
                 worker, offered, wanted, lease_seconds, now, actor=actor, principal=principal, idempotency=idempotency
             )
             leases += written.ids
+            saved.update(written.saved)
             position = max(position, written.position)
             if len(leases) >= limit or len(offered) < over_fetch(wanted):
                 break
-        return Written(ids=leases, position=position)
+        return Written(ids=leases, position=position, saved=saved)
 
     @in_turn
     @command

@@ -15,6 +15,7 @@ from eventsourcing.application import AggregateNotFoundError, Repository
 
 from domain.base import LedgerAggregate
 from domain.errors import NotFoundError
+from persistence.faults import taken
 
 A = TypeVar("A", bound=LedgerAggregate)
 
@@ -43,7 +44,7 @@ class Loader:
 
     def load(self, aggregate_id: UUID) -> Any:
         """One aggregate; AggregateNotFoundError if there is none."""
-        with self.lock:
+        with taken(self.lock):
             return self.repository.get(aggregate_id)
 
     def events_of(self, aggregate_id: UUID, up_to: int | None = None) -> Iterable[Any]:
@@ -66,7 +67,7 @@ class Loader:
         job, a job's queue): those that are cached are fast-forwarded in the same query."""
         cache = self.repository.cache
         assert cache is not None and self.select_after is not None, "only when `batches`"
-        with self.lock:
+        with taken(self.lock):
             cached: dict[UUID, Any] = {}
             for uid in aggregate_ids:
                 with contextlib.suppress(KeyError):
@@ -106,7 +107,7 @@ class Loader:
         Only commands call this, as their working copies are dropped after the save."""
         if self.repository.cache is None:
             return
-        with self.lock:
+        with taken(self.lock):
             for aggregate in saved:
                 self.repository.cache.put(aggregate.id, aggregate)
 

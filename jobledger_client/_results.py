@@ -21,7 +21,8 @@ class Runner:
 
     _settings: Settings
 
-    def _run(self, plan: Plan[Any]) -> Any:  # pragma: no cover - implemented by the clients
+    def _run(self, plan: Plan[Any], idempotency_key: str | None = None) -> Any:  # pragma: no cover
+        """The plan's result; its mutations sent with `idempotency_key` (see `idempotency.Keys`)."""
         raise NotImplementedError
 
     def _iter(self, plan: Plan[Any], listing: Listing) -> Any:  # pragma: no cover

@@ -12,14 +12,15 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 from gql import Client as GqlClient
 from gql.graphql_request import GraphQLRequest
-from gql.transport.exceptions import TransportError, TransportQueryError
+from gql.transport.exceptions import TransportError, TransportProtocolError, TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
 from jobledger_client import documents as doc
 from jobledger_client.credentials import find_token, missing_token_advice
-from jobledger_client.errors import JobledgerError, Unauthenticated, Unavailable, error_from
+from jobledger_client.errors import JobledgerError, OutcomeUnknown, Unauthenticated, Unavailable, error_from
 
 DEFAULT_URL = "http://127.0.0.1:8000/graphql"
 USER_HEADER = "X-Jobledger-User"
@@ -69,10 +70,34 @@ def stream_failure(url: str, exc: BaseException) -> JobledgerError:
     return transport_failure(url, exc)
 
 
+# Answers a proxy or a restarting service gives while it cannot serve: worth asking again.
+RETRIED_STATUSES = frozenset({502, 503, 504})
+# Failures before the request left: nothing reached the service.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Failures of a request that may have left: the service may have carried it out.
+MAYBE_SENT = (httpx.TransportError, TimeoutError)
+# Failures that sending again will not mend (a URL of another scheme, a bad proxy).
+PERMANENT = (httpx.UnsupportedProtocol, httpx.ProxyError, httpx.LocalProtocolError, httpx.InvalidURL)
+
+
 def transport_failure(url: str, exc: BaseException) -> Unavailable:
+    """What a request that got no GraphQL answer raises: Unavailable when it never left (or
+    got an HTTP answer that is not GraphQL: its status in `details`), OutcomeUnknown when it
+    may have left. `details["retry"]` says whether sending it again may help."""
     status = getattr(exc, "code", None)
-    details = {"url": url, **({"status": status} if isinstance(status, int) else {})}
-    return Unavailable(f"no GraphQL answer from {url}: {exc}", details=details)
+    if isinstance(status, int):
+        details = {"url": url, "status": status, "retry": status in RETRIED_STATUSES}
+        return Unavailable(f"no GraphQL answer from {url}: {exc}", details=details)
+    cause = exc.__cause__ if isinstance(exc, TransportError) and exc.__cause__ is not None else exc
+    if isinstance(cause, PERMANENT) or isinstance(exc, TransportProtocolError):
+        return Unavailable(f"no GraphQL answer from {url}: {exc}", details={"url": url, "retry": False})
+    if isinstance(cause, MAYBE_SENT) and not isinstance(cause, NOT_SENT):
+        return OutcomeUnknown(
+            f"no answer from {url} once the request had left ({cause.__class__.__name__}: {exc}): "
+            "whether it was carried out is unknown",
+            details={"url": url, "retry": True},
+        )
+    return Unavailable(f"no GraphQL answer from {url}: {exc}", details={"url": url, "retry": True})
 
 
 class Stream:

@@ -1,7 +1,11 @@
 """Every verb of the plain API, once for both clients: queues, jobs, tasks, the history,
 live progress and the workers' verbs; Dioptra's `submit` and `queue_jobs`; accsyn's
 session verbs come in from `_accsyn`. Each verb builds a plan and hands it to `_run`
-(one result) or `_iter` (a listing), which the blocking and the asyncio client implement."""
+(one result) or `_iter` (a listing), which the blocking and the asyncio client implement.
+
+Every verb that changes something (but `heartbeat`) takes `idempotency_key=`: sent again
+with the same key, it is not done twice (see `jobledger_client.idempotency`). Without one,
+each call gets a fresh key, kept through its retries."""
 
 from __future__ import annotations
 
@@ -51,6 +55,7 @@ class Verbs(AccsynVerbs):
         *,
         tags: dict[str, Any] | None = None,
         parent: str | None = None,
+        idempotency_key: str | None = None,
         **settings: Unpack[QueueSettings],
     ) -> Queue:
         """Create a queue with any of `QueueSettings` (priority, status "waiting" or "disabled",
@@ -58,37 +63,40 @@ class Verbs(AccsynVerbs):
         "lifo" or "priority" in any case, max_attempts); `parent` is the code of a parent queue.
         Raises Conflict when the code is taken, Validation for bad values."""
         fields = given(code=code, tags=tags, parent=parent, **settable(QueueSettings, settings, "create_queue"))
-        return self._run(plans.create_queue(fields))  # type: ignore[no-any-return]
+        return self._run(plans.create_queue(fields), idempotency_key)  # type: ignore[no-any-return]
 
-    def update_queue(self, queue: str, **changes: Unpack[QueueSettings]) -> Queue:
+    def update_queue(
+        self, queue: str, *, idempotency_key: str | None = None, **changes: Unpack[QueueSettings]
+    ) -> Queue:
         """Change a queue (by id or code): only the `QueueSettings` given change; None clears
         max_concurrency (unlimited), idle_timeout_s and max_attempts."""
-        return self._run(plans.update_queue(queue, settable(QueueSettings, changes, "update_queue")))  # type: ignore[no-any-return]
+        plan = plans.update_queue(queue, settable(QueueSettings, changes, "update_queue"))
+        return self._run(plan, idempotency_key)  # type: ignore[no-any-return]
 
-    def archive_queue(self, queue: str) -> Queue:
+    def archive_queue(self, queue: str, *, idempotency_key: str | None = None) -> Queue:
         """Seal a queue (by id or code): it accepts no new jobs; those it has run on."""
-        return self._run(plans.queue_mutation(doc.ARCHIVE_QUEUE, "archiveQueue", queue))  # type: ignore[no-any-return]
+        plan = plans.queue_mutation(doc.ARCHIVE_QUEUE, "archiveQueue", queue)
+        return self._run(plan, idempotency_key)  # type: ignore[no-any-return]
 
-    def terminate_queue(self, queue: str) -> Queue:
+    def terminate_queue(self, queue: str, *, idempotency_key: str | None = None) -> Queue:
         """Abort every unfinished job of a queue (by id or code)."""
-        return self._run(plans.queue_mutation(doc.TERMINATE_QUEUE, "terminateQueue", queue))  # type: ignore[no-any-return]
+        plan = plans.queue_mutation(doc.TERMINATE_QUEUE, "terminateQueue", queue)
+        return self._run(plan, idempotency_key)  # type: ignore[no-any-return]
 
-    def delete_queue(self, queue: str) -> str:
+    def delete_queue(self, queue: str, *, idempotency_key: str | None = None) -> str:
         """Delete a queue (by id or code); its unfinished jobs move to the default queue.
         Returns its id. The default queue cannot be deleted."""
-        return self._run(plans.delete_queue(queue))  # type: ignore[no-any-return]
+        return self._run(plans.delete_queue(queue), idempotency_key)  # type: ignore[no-any-return]
 
-    def add_queue_tags(self, queue: str, tags: Mapping[str, Any]) -> Queue:
+    def add_queue_tags(self, queue: str, tags: Mapping[str, Any], *, idempotency_key: str | None = None) -> Queue:
         """Add or replace tags ``{key: value}`` of a queue (by id or code)."""
-        return self._run(  # type: ignore[no-any-return]
-            plans.queue_mutation(doc.ADD_QUEUE_TAGS, "addQueueTags", queue, tags=dict(tags))
-        )
+        plan = plans.queue_mutation(doc.ADD_QUEUE_TAGS, "addQueueTags", queue, tags=dict(tags))
+        return self._run(plan, idempotency_key)  # type: ignore[no-any-return]
 
-    def remove_queue_tags(self, queue: str, keys: Iterable[str]) -> Queue:
+    def remove_queue_tags(self, queue: str, keys: Iterable[str], *, idempotency_key: str | None = None) -> Queue:
         """Remove tags of a queue (by id or code) by key."""
-        return self._run(  # type: ignore[no-any-return]
-            plans.queue_mutation(doc.REMOVE_QUEUE_TAGS, "removeQueueTags", queue, keys=list(keys))
-        )
+        plan = plans.queue_mutation(doc.REMOVE_QUEUE_TAGS, "removeQueueTags", queue, keys=list(keys))
+        return self._run(plan, idempotency_key)  # type: ignore[no-any-return]
 
     # -- jobs -----------------------------------------------------------------------
 
@@ -123,10 +131,12 @@ class Verbs(AccsynVerbs):
         priority: int | None = None,
         metadata: dict[str, Any] | None = None,
         max_attempts: int | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
         """Submit a job to `queue` (id or code; the default queue when None). `tasks` are paths
         or dicts with source (and destination, size, priority, metadata). `status` may be
-        "init" (the default), "pending", "waiting" or "paused"."""
+        "init" (the default), "pending", "waiting" or "paused". Sent again with the same
+        `idempotency_key` (within 24 h), it answers with the job it made the first time."""
         fields = given(
             queue=queue,
             tasks=list(tasks) if tasks is not None else None,
@@ -138,7 +148,7 @@ class Verbs(AccsynVerbs):
             metadata=metadata,
             max_attempts=max_attempts,
         )
-        return self._run(plans.create_job(fields))  # type: ignore[no-any-return]
+        return self._run(plans.create_job(fields), idempotency_key)  # type: ignore[no-any-return]
 
     def update_job(
         self,
@@ -150,6 +160,7 @@ class Verbs(AccsynVerbs):
         queue: str = UNSET,
         destination: str = UNSET,
         max_attempts: int | None = UNSET,
+        idempotency_key: str | None = None,
     ) -> Job:
         """Change a job: status ("pending", "waiting", "paused", "aborted", "done"), priority,
         metadata, queue (move it), destination. Raises InvalidTransition for a status it may
@@ -162,23 +173,23 @@ class Verbs(AccsynVerbs):
             "destination": destination,
             "max_attempts": max_attempts,
         }
-        return self._run(plans.update_job(id, changes))  # type: ignore[no-any-return]
+        return self._run(plans.update_job(id, changes), idempotency_key)  # type: ignore[no-any-return]
 
-    def pause_job(self, id: str) -> Job:
+    def pause_job(self, id: str, *, idempotency_key: str | None = None) -> Job:
         """Put a job on hold (PAUSED)."""
-        return self.update_job(id, status="PAUSED")
+        return self.update_job(id, status="PAUSED", idempotency_key=idempotency_key)
 
-    def resume_job(self, id: str) -> Job:
+    def resume_job(self, id: str, *, idempotency_key: str | None = None) -> Job:
         """Let a paused (or aborted, failed, done) job run again (WAITING)."""
-        return self.update_job(id, status="WAITING")
+        return self.update_job(id, status="WAITING", idempotency_key=idempotency_key)
 
-    def abort_job(self, id: str) -> Job:
+    def abort_job(self, id: str, *, idempotency_key: str | None = None) -> Job:
         """Abort a job (ABORTED)."""
-        return self.update_job(id, status="ABORTED")
+        return self.update_job(id, status="ABORTED", idempotency_key=idempotency_key)
 
-    def delete_job(self, id: str) -> str:
+    def delete_job(self, id: str, *, idempotency_key: str | None = None) -> str:
         """Delete a job; returns its id."""
-        return self._run(plans.delete_job(id))  # type: ignore[no-any-return]
+        return self._run(plans.delete_job(id), idempotency_key)  # type: ignore[no-any-return]
 
     # -- tasks ----------------------------------------------------------------------
 
@@ -194,20 +205,25 @@ class Verbs(AccsynVerbs):
         """A task by id; None when there is none."""
         return self._run(plans.task(id))  # type: ignore[no-any-return]
 
-    def add_tasks(self, job_id: str, tasks: Iterable[Any], allow_duplicates: bool = True) -> list[Task]:
+    def add_tasks(
+        self, job_id: str, tasks: Iterable[Any], allow_duplicates: bool = True, *, idempotency_key: str | None = None
+    ) -> list[Task]:
         """Add tasks (paths, or dicts with source, destination, size, priority, metadata) to a job.
         A task equal to an existing one (same source and destination) retries that one, or is
         refused with Conflict when allow_duplicates is False."""
-        return self._run(plans.add_tasks(job_id, tasks, allow_duplicates))  # type: ignore[no-any-return]
+        return self._run(plans.add_tasks(job_id, tasks, allow_duplicates), idempotency_key)  # type: ignore[no-any-return]
 
-    def update_tasks(self, job_id: str, updates: Iterable[Mapping[str, Any]]) -> list[Task]:
+    def update_tasks(
+        self, job_id: str, updates: Iterable[Mapping[str, Any]], *, idempotency_key: str | None = None
+    ) -> list[Task]:
         """Change tasks of a job: ``[{"id": ..., "status": "excluded"}, {"id": ..., "priority": 5}]``.
         Writeable statuses: queued, failed, onhold, excluded, done."""
-        return self._run(plans.update_tasks(job_id, updates))  # type: ignore[no-any-return]
+        return self._run(plans.update_tasks(job_id, updates), idempotency_key)  # type: ignore[no-any-return]
 
-    def exclude_tasks(self, job_id: str, task_ids: Iterable[str]) -> list[Task]:
+    def exclude_tasks(self, job_id: str, task_ids: Iterable[str], *, idempotency_key: str | None = None) -> list[Task]:
         """Exclude tasks of a job from execution (tasks are never deleted)."""
-        return self.update_tasks(job_id, [{"id": t, "status": "EXCLUDED"} for t in task_ids])
+        updates = [{"id": t, "status": "EXCLUDED"} for t in task_ids]
+        return self.update_tasks(job_id, updates, idempotency_key=idempotency_key)
 
     # -- history and progress -------------------------------------------------------
 
@@ -240,29 +256,37 @@ class Verbs(AccsynVerbs):
     # -- workers --------------------------------------------------------------------
 
     def claim(
-        self, worker: str, queues: Sequence[str] | None = None, limit: int = 1, lease_seconds: int = 60
+        self,
+        worker: str,
+        queues: Sequence[str] | None = None,
+        limit: int = 1,
+        lease_seconds: int = 60,
+        *,
+        idempotency_key: str | None = None,
     ) -> list[TaskLease]:
-        """Lease up to `limit` queued tasks for `worker` (from `queues`, ids or codes, or all)."""
-        return self._run(plans.claim(worker, queues, limit, lease_seconds))  # type: ignore[no-any-return]
+        """Lease up to `limit` queued tasks for `worker` (from `queues`, ids or codes, or all).
+        Sent again with the same `idempotency_key`, it answers with the same leases."""
+        return self._run(plans.claim(worker, queues, limit, lease_seconds), idempotency_key)  # type: ignore[no-any-return]
 
     def heartbeat(
         self, lease_id: str, progress: int | None = None, bytes_done: int | None = None, speed: float | None = None
     ) -> TaskLease:
         """Renew a lease and report progress (0..100), bytes done and speed (MB/s). Raises
-        Conflict (or NotFound) when the lease is over: the job was aborted or the lease expired."""
+        Conflict (or NotFound) when the lease is over: the job was aborted or the lease expired.
+        Sent without an idempotency key: renewing a lease twice does no harm."""
         return self._run(plans.heartbeat(lease_id, progress, bytes_done, speed))  # type: ignore[no-any-return]
 
-    def complete(self, lease_id: str, result: Any = None) -> Task:
+    def complete(self, lease_id: str, result: Any = None, *, idempotency_key: str | None = None) -> Task:
         """Finish a leased task successfully, with an optional JSON result."""
-        return self._run(plans.complete(lease_id, result))  # type: ignore[no-any-return]
+        return self._run(plans.complete(lease_id, result), idempotency_key)  # type: ignore[no-any-return]
 
-    def fail(self, lease_id: str, error: str, retry: bool = True) -> Task:
+    def fail(self, lease_id: str, error: str, retry: bool = True, *, idempotency_key: str | None = None) -> Task:
         """Report a leased task failed; it is queued again while attempts remain and retry is True."""
-        return self._run(plans.fail(lease_id, error, retry))  # type: ignore[no-any-return]
+        return self._run(plans.fail(lease_id, error, retry), idempotency_key)  # type: ignore[no-any-return]
 
-    def release(self, lease_id: str) -> Task:
+    def release(self, lease_id: str, *, idempotency_key: str | None = None) -> Task:
         """Give a leased task back unworked (not counted as an attempt)."""
-        return self._run(plans.release(lease_id))  # type: ignore[no-any-return]
+        return self._run(plans.release(lease_id), idempotency_key)  # type: ignore[no-any-return]
 
     # -- Dioptra ----------------------------------------------------------------------
 

@@ -11,9 +11,12 @@ shapes side by side:
   `client.queues_collection`, `client.submit()`, `client.queue_jobs()`.
 
 On `AsyncClient` every verb is awaited (`await client.job(id)`) and every
-listing is an async iterator (`async for job in client.jobs(): ...`). Given a
-`RetryPolicy` (`retry=`), either waits out a service that cannot be reached
-instead of raising `Unavailable` at once.
+listing is an async iterator (`async for job in client.jobs(): ...`).
+
+Both send each mutation with an Idempotency-Key (the caller's `idempotency_key=`, else a
+fresh one; see `jobledger_client.idempotency`) and send a request again while it fails
+for a passing reason, the same key each time (`retry=`, a `RetryPolicy`: for up to 30 s
+unless told otherwise).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from jobledger_client._plans import Call, Emit, Listing, Next, Open, Plan
 from jobledger_client._results import AsyncResultIterator, ResultIterator
 from jobledger_client._transport import DEFAULT_URL, LoopThread, Settings, Stream, transport_failure
 from jobledger_client._verbs import Verbs
-from jobledger_client.errors import error_from
+from jobledger_client.errors import JobledgerError, error_from
+from jobledger_client.idempotency import HEADER, Keys
 from jobledger_client.retry import RetryPolicy
 
 # -- the blocking client ------------------------------------------------------------------
@@ -58,8 +62,10 @@ class Client(Verbs):
     websocket's connection_init); without a valid one the server raises `Unauthenticated`.
     `user` (default $JOBLEDGER_USER) is sent as the X-Jobledger-User header, which only a
     server run with JOBLEDGER_AUTH=off reads. `httpx_options` go to the httpx.Client (e.g. ``verify``,
-    ``transport``, ``event_hooks``); `retry` (a RetryPolicy) makes requests wait while
-    the service cannot be reached. Safe to share between threads."""
+    ``transport``, ``event_hooks``). `retry` says how long a request that failed for a passing
+    reason (no service, HTTP 502/503/504, UNAVAILABLE, OUTCOME_UNKNOWN) is sent again: by
+    default `RetryPolicy()`, up to 30 s; `RetryPolicy(give_up_after=0)` sends each request
+    once. Safe to share between threads."""
 
     def __init__(
         self,
@@ -73,7 +79,7 @@ class Client(Verbs):
         retry: RetryPolicy | None = None,
     ) -> None:
         self._settings = Settings(url, user, timeout, headers, token)
-        self._retry = retry
+        self.retry = retry or RetryPolicy()
         transport = HTTPXTransport(
             url=self._settings.url, headers=self._settings.headers, timeout=timeout, **dict(httpx_options or {})
         )
@@ -103,20 +109,28 @@ class Client(Verbs):
                 self._loop.stop()
                 self._loop = None
 
-    def execute(self, document: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Send any GraphQL document; returns its data, raises the JobledgerError for its errors."""
-        if self._retry is not None:
-            return self._retry.call(self._send, document, variables)
-        return self._send(document, variables)
+    def execute(
+        self, document: str, variables: Mapping[str, Any] | None = None, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Send any GraphQL document; returns its data, raises the JobledgerError for its errors.
+        A mutation goes with `idempotency_key`, else a fresh key, the same in every attempt."""
+        return self._execute(document, variables, idempotency_key or Keys().for_document(document))
 
-    def _send(self, document: str, variables: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _execute(self, document: str, variables: Mapping[str, Any] | None, key: str | None) -> dict[str, Any]:
+        try:
+            return self.retry.call(self._send, document, variables, key)
+        except JobledgerError as exc:
+            exc.idempotency_key = key
+            raise
+
+    def _send(self, document: str, variables: Mapping[str, Any] | None, key: str | None) -> dict[str, Any]:
         with self._lock:
             if self._session is None:
                 self._session = self._gql.connect_sync()
             session = self._session
         request = GraphQLRequest(doc.parsed(document), variable_values=dict(variables or {}))
         try:
-            return session.execute(request)  # type: ignore[no-any-return]
+            return session.execute(request, **keyed(key))  # type: ignore[no-any-return]
         except TransportQueryError as exc:
             raise error_from(exc.errors or [{"message": str(exc)}]) from None
         except (TransportError, httpx.HTTPError, OSError) as exc:
@@ -128,9 +142,9 @@ class Client(Verbs):
                 self._loop = LoopThread()
             return self._loop
 
-    def _step(self, step: Any, streams: list[Stream]) -> Any:
+    def _step(self, step: Any, streams: list[Stream], keys: Keys) -> Any:
         if isinstance(step, Call):
-            return self.execute(step.document, step.variables)
+            return self._execute(step.document, step.variables, keys.for_document(step.document))
         if isinstance(step, Open):
             stream = Stream(self._settings, step.document, step.variables)
             streams.append(stream)
@@ -139,8 +153,9 @@ class Client(Verbs):
             return self._background().run(step.stream.next())
         raise TypeError(f"unexpected step {step!r}")
 
-    def _run(self, plan: Plan[Any]) -> Any:
+    def _run(self, plan: Plan[Any], idempotency_key: str | None = None) -> Any:
         streams: list[Stream] = []
+        keys = Keys(idempotency_key)
         reply = None
         try:
             while True:
@@ -150,13 +165,14 @@ class Client(Verbs):
                     return stop.value
                 if isinstance(step, Emit):
                     raise TypeError("a listing plan cannot be run for one result")
-                reply = self._step(step, streams)
+                reply = self._step(step, streams, keys)
         finally:
             plan.close()
             self._close_streams(streams)
 
     def _results(self, plan: Plan[Any]) -> Generator[Any, None, None]:
         streams: list[Stream] = []
+        keys = Keys()
         reply = None
         try:
             while True:
@@ -168,7 +184,7 @@ class Client(Verbs):
                 if isinstance(step, Emit):
                     yield step.value
                 else:
-                    reply = self._step(step, streams)
+                    reply = self._step(step, streams, keys)
         finally:
             plan.close()
             self._close_streams(streams)
@@ -208,7 +224,7 @@ class AsyncClient(Verbs):
         retry: RetryPolicy | None = None,
     ) -> None:
         self._settings = Settings(url, user, timeout, headers, token)
-        self._retry = retry
+        self.retry = retry or RetryPolicy()
         transport = HTTPXAsyncTransport(
             url=self._settings.url, headers=self._settings.headers, timeout=timeout, **dict(httpx_options or {})
         )
@@ -233,13 +249,21 @@ class AsyncClient(Verbs):
             self._session = None
             await self._gql.close_async()
 
-    async def execute(self, document: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Send any GraphQL document; returns its data, raises the JobledgerError for its errors."""
-        if self._retry is not None:
-            return await self._retry.acall(self._send, document, variables)
-        return await self._send(document, variables)
+    async def execute(
+        self, document: str, variables: Mapping[str, Any] | None = None, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Send any GraphQL document; returns its data, raises the JobledgerError for its errors.
+        A mutation goes with `idempotency_key`, else a fresh key, the same in every attempt."""
+        return await self._execute(document, variables, idempotency_key or Keys().for_document(document))
 
-    async def _send(self, document: str, variables: Mapping[str, Any] | None) -> dict[str, Any]:
+    async def _execute(self, document: str, variables: Mapping[str, Any] | None, key: str | None) -> dict[str, Any]:
+        try:
+            return await self.retry.acall(self._send, document, variables, key)
+        except JobledgerError as exc:
+            exc.idempotency_key = key
+            raise
+
+    async def _send(self, document: str, variables: Mapping[str, Any] | None, key: str | None) -> dict[str, Any]:
         if self._session is None:
             if self._connecting is None:
                 self._connecting = asyncio.Lock()
@@ -248,15 +272,15 @@ class AsyncClient(Verbs):
                     self._session = await self._gql.connect_async()
         request = GraphQLRequest(doc.parsed(document), variable_values=dict(variables or {}))
         try:
-            return await self._session.execute(request)  # type: ignore[no-any-return]
+            return await self._session.execute(request, **keyed(key))  # type: ignore[no-any-return]
         except TransportQueryError as exc:
             raise error_from(exc.errors or [{"message": str(exc)}]) from None
         except (TransportError, httpx.HTTPError, OSError, TimeoutError) as exc:
             raise transport_failure(self.url, exc) from exc
 
-    async def _step(self, step: Any, streams: list[Stream]) -> Any:
+    async def _step(self, step: Any, streams: list[Stream], keys: Keys) -> Any:
         if isinstance(step, Call):
-            return await self.execute(step.document, step.variables)
+            return await self._execute(step.document, step.variables, keys.for_document(step.document))
         if isinstance(step, Open):
             stream = Stream(self._settings, step.document, step.variables)
             streams.append(stream)
@@ -265,8 +289,9 @@ class AsyncClient(Verbs):
             return await step.stream.next()
         raise TypeError(f"unexpected step {step!r}")
 
-    async def _run(self, plan: Plan[Any]) -> Any:  # type: ignore[override]
+    async def _run(self, plan: Plan[Any], idempotency_key: str | None = None) -> Any:  # type: ignore[override]
         streams: list[Stream] = []
+        keys = Keys(idempotency_key)
         reply = None
         try:
             while True:
@@ -276,7 +301,7 @@ class AsyncClient(Verbs):
                     return stop.value
                 if isinstance(step, Emit):
                     raise TypeError("a listing plan cannot be run for one result")
-                reply = await self._step(step, streams)
+                reply = await self._step(step, streams, keys)
         finally:
             plan.close()
             for stream in streams:
@@ -284,6 +309,7 @@ class AsyncClient(Verbs):
 
     async def _results(self, plan: Plan[Any]) -> Any:
         streams: list[Stream] = []
+        keys = Keys()
         reply = None
         try:
             while True:
@@ -295,7 +321,7 @@ class AsyncClient(Verbs):
                 if isinstance(step, Emit):
                     yield step.value
                 else:
-                    reply = await self._step(step, streams)
+                    reply = await self._step(step, streams, keys)
         finally:
             plan.close()
             for stream in streams:
@@ -303,6 +329,11 @@ class AsyncClient(Verbs):
 
     def _iter(self, plan: Plan[Any], listing: Listing) -> AsyncResultIterator[Any]:
         return AsyncResultIterator(self._results(plan), listing)
+
+
+def keyed(key: str | None) -> dict[str, Any]:
+    """gql's execute arguments that send `key` as the Idempotency-Key header (none for None)."""
+    return {"extra_args": {"headers": {HEADER: key}}} if key else {}
 
 
 __all__ = ["DEFAULT_URL", "AsyncClient", "Client"]

@@ -6,6 +6,7 @@ from functools import cache
 
 from gql import gql
 from gql.graphql_request import GraphQLRequest
+from graphql import OperationDefinitionNode, OperationType
 
 from jobledger_client.models import Event, Job, JobProgress, Queue, Task, selection
 
@@ -138,3 +139,24 @@ FOLLOW_EVENTS = (
 def parsed(document: str) -> GraphQLRequest:
     """The document parsed by gql, once per process."""
     return gql(document)
+
+
+# Mutations sent without an Idempotency-Key: sending one twice does no harm (a heartbeat
+# renews the lease again), and a key each second for each running task would only fill the
+# service's record of keys.
+UNKEYED = frozenset({HEARTBEAT})
+
+
+@cache
+def is_mutation(document: str) -> bool:
+    """Whether the document's operation is a mutation (it may change something)."""
+    return any(
+        isinstance(node, OperationDefinitionNode) and node.operation is OperationType.MUTATION
+        for node in parsed(document).document.definitions
+    )
+
+
+def needs_key(document: str) -> bool:
+    """Whether the clients send the document with an Idempotency-Key: every mutation but
+    those safe to send twice."""
+    return document not in UNKEYED and is_mutation(document)

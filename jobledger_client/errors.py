@@ -2,9 +2,11 @@
 
 Every failed call raises a `JobledgerError`; its class says what went wrong
 (`NotFound`, `Validation`, `Conflict`, `InvalidTransition`, `Forbidden`,
-`Unauthenticated`), `.message` says it in words, and `.details` holds the rest
-of the error's `extensions` (for example `field` and `reason` of a validation
-error, or `from`, `to` and `allowed` of a refused transition).
+`Unauthenticated`, `Unavailable`, `OutcomeUnknown`), `.message` says it in words,
+and `.details` holds the rest of the error's `extensions` (for example `field` and
+`reason` of a validation error, or `from`, `to` and `allowed` of a refused transition).
+A failed mutation also carries the `idempotency_key` it was sent with: sending it again
+with that key (`idempotency_key=`) cannot do it twice.
 
     try:
         client.update_job(job_id, status="running")
@@ -26,10 +28,12 @@ class JobledgerError(Exception):
     `code` is the contract's error code (NOT_FOUND, VALIDATION, ...), `message`
     the server's words, `details` the error's other `extensions`, `errors` every
     GraphQL error of the answer (the first one decided the class) and `path` the
-    field it arose in, when the server said.
+    field it arose in, when the server said. `idempotency_key` is the key a mutation
+    was sent with (None for a query).
     """
 
     code: str = "ERROR"
+    idempotency_key: str | None = None
 
     def __init__(
         self,
@@ -147,13 +151,41 @@ class Internal(JobledgerError):
 
 
 class Unavailable(JobledgerError):
-    """The service could not be reached, or did not answer in GraphQL (no code of the contract)."""
+    """UNAVAILABLE: the service could not be reached, or it could not reach its database
+    (nothing was written), or it did not answer in GraphQL (`.details["status"]`: the HTTP
+    status, when there was one). `.retryable` says whether sending it again may succeed;
+    the clients' RetryPolicy does so for a while before raising it."""
 
     code = "UNAVAILABLE"
 
+    @property
+    def retryable(self) -> bool:
+        """False for an answer that will not change (an HTTP 404 from a wrong URL, a web page)."""
+        return bool(self.details.get("retry", True))
+
+
+class OutcomeUnknown(Unavailable):
+    """OUTCOME_UNKNOWN: the request left but its answer never came (the connection dropped,
+    between the client and the service or the service and its database), so whether it was
+    carried out is unknown. Send it again with the same `idempotency_key` to find out: the
+    service answers as it did the first time, or does it now."""
+
+    code = "OUTCOME_UNKNOWN"
+
 
 ERROR_CLASSES: dict[str, type[JobledgerError]] = {
-    cls.code: cls for cls in (NotFound, Validation, Conflict, InvalidTransition, Forbidden, Unauthenticated, Internal)
+    cls.code: cls
+    for cls in (
+        NotFound,
+        Validation,
+        Conflict,
+        InvalidTransition,
+        Forbidden,
+        Unauthenticated,
+        Internal,
+        Unavailable,
+        OutcomeUnknown,
+    )
 }
 
 

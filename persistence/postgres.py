@@ -10,8 +10,14 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+import psycopg_pool.base
 from eventsourcing.persistence import ApplicationRecorder, InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresFactory,
+)
 from psycopg.sql import SQL, Identifier, as_bytes
 
 from persistence import PositionedEvent, Storage, StoreConfig
@@ -20,6 +26,13 @@ from persistence.faults import OutcomeUnknownError, db_timeout, within
 # Connection failures: the pooled connection died (a restart of the server), or none could
 # be had in time. eventsourcing wraps psycopg's as its own.
 _DROPPED = (InterfaceError, OperationalError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+# psycopg_pool waits 1, 2, 4, 8, ... s between attempts to reconnect (up to minutes): after a
+# long outage the store would stay away long after PostgreSQL is back. Every second instead.
+for _attempt in ("AttemptWithBackoff", "ConnectionAttempt"):  # its name in newer and older psycopg_pool
+    if hasattr(psycopg_pool.base, _attempt):
+        getattr(psycopg_pool.base, _attempt).DELAY_BACKOFF = 1.0
 
 
 def _unretried(method: Any) -> Any:
@@ -229,3 +242,27 @@ class GapFreePostgresApplicationRecorder(PostgresApplicationRecorder):
             ),
             prepare=True,
         )
+
+
+class BoundedPostgresAggregateRecorder(PostgresAggregateRecorder):
+    """The snapshots' recorder, with the same bounded waits as the events' (see
+    `GapFreePostgresApplicationRecorder`): eventsourcing's own retries would hold a request
+    for close to twenty seconds of an outage."""
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.timeout = db_timeout()
+
+    def select_events(self, *args: Any, **kwargs: Any) -> Any:
+        plain = _unretried(PostgresAggregateRecorder.select_events)
+        return within(self.timeout, lambda: plain(self, *args, **kwargs), _DROPPED)
+
+    def insert_events(self, *args: Any, **kwargs: Any) -> Any:
+        plain = _unretried(PostgresAggregateRecorder.insert_events)
+        return within(self.timeout, lambda: plain(self, *args, **kwargs), _DROPPED)
+
+
+class BoundedPostgresFactory(PostgresFactory):
+    """eventsourcing's PostgreSQL infrastructure, with the snapshots' recorder bounded."""
+
+    aggregate_recorder_class = BoundedPostgresAggregateRecorder

@@ -21,6 +21,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from persistence.faults import is_unavailable
 from projections.failures import (
     ACKNOWLEDGED,
     RETRYING,
@@ -86,8 +87,8 @@ def blames_event(exc: BaseException) -> bool:
         if isinstance(current, EventFailure):
             current = current.error
             continue
-        if isinstance(current, (RunnerConflict, OSError, MemoryError)):
-            return False
+        if isinstance(current, (RunnerConflict, OSError, MemoryError)) or is_unavailable(current):
+            return False  # the store is away (an outage): never the event's fault
         sqlstate = getattr(current, "sqlstate", None)
         module = type(current).__module__
         if module.startswith("psycopg"):

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from domain.history import History, Record
 from domain.ledger import Ledger
+from persistence.faults import is_unavailable
 from projections import jobs, queues, tasks
 from projections.batch import Batch, Handler, RunnerMemory
 from projections.failures import ACKNOWLEDGED, SET_ASIDE, Failure, Status, scrub
@@ -326,9 +327,15 @@ class ProjectionRunner:
             try:
                 if self.store.try_lead("projections"):
                     self._catch_up(None, self._stop)
+                elif self.recovery.trouble is not None and self.recovery.trouble.failure.position is None:
+                    # Another instance leads now: this one is retrying nothing (its trouble
+                    # reading the store, from when it led, is not the read models' state).
+                    self.recovery.trouble = None
             except Exception as exc:  # keep following the log; a store hiccup must not end the runner
                 self._failed(exc)
-                self._stop.wait(self.recovery.backoff())
+                wait = self.recovery.backoff()
+                # The store away: try again every second, to be back soon after it is.
+                self._stop.wait(min(wait, 1.0) if is_unavailable(exc) else wait)
                 continue
             self._wake.wait(poll_interval)
             self._wake.clear()

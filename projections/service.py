@@ -61,6 +61,7 @@ class ReadSide:
         )
         self._listener: Any = None
         self._listening: asyncio.Task[None] | None = None  # the task keeping the listener alive
+        self._missed = False  # whether announcements may have been missed (listener re-opened)
         # Events set aside lately (by this instance's runner or, heard, another's): position ->
         # (when noted, event type, reason), for read-your-writes to tell a writer about them.
         self._set_aside: OrderedDict[int, tuple[float, str, str]] = OrderedDict()
@@ -92,6 +93,8 @@ class ReadSide:
         up with the read models, since announcements made meanwhile were never heard."""
         while True:
             await asyncio.sleep(LISTEN_CHECK_S)
+            if self._missed:
+                await self._catch_up_feed()
             listener = self._listener
             try:
                 if listener is not None and not listener.is_closed():
@@ -105,24 +108,46 @@ class ReadSide:
             self._listener = None
             try:
                 self._listener = await self.store.listen(self._hear)
-                self.feed.advance(await asyncio.to_thread(self.runner.position))
-                log.info("listening to the change feed again")
             except Exception as exc:
                 log.warning("cannot listen to the change feed yet (%s)", type(exc).__name__)
+                continue
+            log.info("listening to the change feed again")
+            self._missed = True
+            await self._catch_up_feed()
+
+    async def _catch_up_feed(self) -> None:
+        """Announcements made while the listener was away were never heard: move the feed
+        to the read models' position (again at the next check, if it cannot be read yet)."""
+        try:
+            self.feed.advance(await asyncio.to_thread(self.runner.position))
+            self._missed = False
+        except Exception as exc:
+            log.warning("the change feed could not catch up yet (%s)", type(exc).__name__)
 
     # -- read-your-writes -------------------------------------------------------
 
-    async def wait_for(self, position: int, timeout: float = 10.0) -> bool:
+    @property
+    def troubled(self) -> bool:
+        """Whether the read side is failing now: its runner retrying (on this instance, the
+        leader), or deaf to the others' announcements."""
+        return self.runner.recovery.trouble is not None or self.deaf
+
+    async def wait_for(self, position: int, timeout: float = 10.0, patience: float | None = None) -> bool:
         """Read-your-writes: wait until the read models include `position`.
 
         Raises ReadModelsUnavailable (code UNAVAILABLE, saying the change is recorded)
         rather than let the caller answer from read models that lack it: when they do
         not get there in time (stalled on an event, or far behind), and when they passed
-        it by setting aside an event at or below it."""
+        it by setting aside an event at or below it. With `patience`, a read side that is
+        failing (`troubled`: the store away, an event retried) is waited for that long only."""
         # The events this write may have had set aside are above what was announced before
         # it waits: the runner takes several attempts, with backoff, to set one aside.
         since = self.feed.position
-        if not await self.feed.wait_for_async(position, timeout):
+        first = timeout if patience is None else min(timeout, patience)
+        reached = await self.feed.wait_for_async(position, first)
+        if not reached and first < timeout and not self.troubled:  # slow, not failing: wait on
+            reached = await self.feed.wait_for_async(position, timeout - first)
+        if not reached:
             await self._explain_delay(position, since)
         skipped = [
             (p, event_type, reason)

@@ -16,7 +16,8 @@ def add_commands(commands: Any) -> None:
         "worker",
         help="claim and run tasks (transfers and commands)",
         description="Claim and run tasks. By default a worker runs no command and touches no file: "
-        "--allow-commands and --root say what it may do.",
+        "--allow-commands and --root say what it may do. SIGTERM or SIGINT stops it within seconds: "
+        "the commands it runs are stopped and their leases given back; a second signal exits at once.",
     )
     worker.add_argument("--url", default="http://127.0.0.1:8000/graphql", help="the service's /graphql URL")
     worker.add_argument(
@@ -46,8 +47,8 @@ def add_commands(commands: Any) -> None:
 
 def run_worker(settings: object, args: argparse.Namespace) -> int:
     """Run the worker until SIGINT or SIGTERM (exit status 0; 2 for a bad option, or when the
-    service refuses the worker). The worker's configuration is its options: `settings`, the
-    server's, goes unused."""
+    service refuses the worker; a second signal exits at once with 128 + the signal). The
+    worker's configuration is its options: `settings`, the server's, goes unused."""
     import asyncio
 
     from worker.policy import BadRoot, Policy

@@ -9,6 +9,9 @@ The policy is checked before anything runs or is read or written: a command need
 worker's and the queue's consent, and every file a transfer reads and every file it
 writes must resolve to a place under the worker's roots (a folder's files one by one,
 so that a link inside it cannot lead out). Otherwise `policy.Refused` is raised.
+
+A command runs in a process group of its own, so that the worker can stop all of it
+(`halt.Halt`); a task stopped that way raises `halt.Interrupted`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from jobledger_client import TaskLease
+from worker.halt import Halt, Interrupted
 from worker.policy import Policy
 
 CHUNK = 1024 * 1024
@@ -74,12 +78,21 @@ def target_path(source: Any, destination: Any, job_destination: str | None) -> s
     return None
 
 
-def run(work: Work, policy: Policy, report: Report) -> dict[str, Any]:
-    """Run the task if the policy allows it (else raise Refused); its result."""
+def run(work: Work, policy: Policy, report: Report, halt: Halt | None = None) -> dict[str, Any]:
+    """Run the task if the policy allows it (else raise Refused); its result. Raises
+    Interrupted when `halt` stopped it first."""
+    halt = halt or Halt()
+    halt.check()  # stopped before it began
     if work.kind == "command":
         policy.check_command(work.queue, work.queue_allows_commands)
-        return run_command(work.source, report)
-    return transfer(work, policy, report)
+        return run_command(work.source, report, halt)
+
+    def report_unless_halted(done: int, total: int) -> None:
+        if done < total:  # the last chunk is let through: a transfer that got there is done
+            halt.check()
+        report(done, total)
+
+    return transfer(work, policy, report_unless_halted)
 
 
 def transfer(work: Work, policy: Policy, report: Report) -> dict[str, Any]:
@@ -136,13 +149,17 @@ def copy_verified(source: Path, target: Path, moved: Callable[[int], None]) -> s
     temporary = target.with_name(f".{target.name}.jobledger-partial")
     temporary.unlink(missing_ok=True)  # then "x" creates it anew: never writes through a planted link
     digest = hashlib.sha256()
-    with source.open("rb") as reader, temporary.open("xb") as writer:
-        while chunk := reader.read(CHUNK):
-            writer.write(chunk)
-            digest.update(chunk)
-            moved(len(chunk))
-        writer.flush()
-        os.fsync(writer.fileno())
+    try:
+        with source.open("rb") as reader, temporary.open("xb") as writer:
+            while chunk := reader.read(CHUNK):
+                writer.write(chunk)
+                digest.update(chunk)
+                moved(len(chunk))
+            writer.flush()
+            os.fsync(writer.fileno())
+    except BaseException:  # stopped or failed half way: leave no partial file behind
+        temporary.unlink(missing_ok=True)
+        raise
     expected = source.stat().st_size
     if temporary.stat().st_size != expected or sha256_of(temporary) != digest.hexdigest():
         temporary.unlink(missing_ok=True)
@@ -160,8 +177,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def run_command(source: dict[str, Any], report: Report) -> dict[str, Any]:
-    """Run the command line (a string through the shell, or a list as argv), with a timeout."""
+def run_command(source: dict[str, Any], report: Report, halt: Halt) -> dict[str, Any]:
+    """Run the command line (a string through the shell, or a list as argv) in a process
+    group of its own, with a timeout; `halt` can stop the whole group."""
     command = source["command"]
     timeout = float(source.get("timeout") or DEFAULT_TIMEOUT_S)
     started = time.monotonic()
@@ -174,19 +192,27 @@ def run_command(source: dict[str, Any], report: Report) -> dict[str, Any]:
         text=True,
         cwd=source.get("cwd") or None,
         errors="replace",
+        process_group=0,
     )
+    halt.started(process)
     assert process.stdout is not None
     report(0, 0)
     try:
         for line in process.stdout:
             tail.append(line.rstrip("\n"))
             if time.monotonic() - started > timeout:
-                process.kill()
                 raise TaskFailed(f"command timed out after {timeout:.0f} s\n" + "\n".join(tail))
         code = process.wait(timeout=max(0.1, timeout - (time.monotonic() - started)))
     except subprocess.TimeoutExpired:
-        process.kill()
         raise TaskFailed(f"command timed out after {timeout:.0f} s\n" + "\n".join(tail)) from None
+    finally:
+        if process.poll() is None:  # timed out: nothing of it outlives the task
+            halt.kill()
+            process.wait()
+        halt.ended()
+        process.stdout.close()
+    if halt.signalled:
+        raise Interrupted(f"command stopped by the worker (exit status {code})")
     result = {"exit_code": code, "output": list(tail)}
     if code != 0:
         raise TaskFailed(f"command exited with {code}\n" + "\n".join(tail))

@@ -4,8 +4,11 @@ Every command talks to a running service through `jobledger_client` (so it works
 against any `jobledger serve`, near or far): `--url` (default $JOBLEDGER_URL or
 http://127.0.0.1:8000/graphql), `--token` (default $JOBLEDGER_TOKEN, else the token
 file, see `jobledger_client.credentials`), `--user` (default $JOBLEDGER_USER, read only
-by a server run with JOBLEDGER_AUTH=off) and `--json` are accepted by every subcommand,
+by a server run with JOBLEDGER_AUTH=off), `--json` and `--retry-for` are accepted by every subcommand,
 before or after its action (`jobledger job --token T list`, `jobledger job list --token T`).
+A request that fails for a passing reason (the service cannot be reached, or cannot reach
+its database) is sent again for up to `--retry-for` seconds (default 30), a change always
+with the same Idempotency-Key, so that it is never done twice.
 
 People get rich tables (short ids, sizes, relative times; colour on a terminal, plain
 lines in a pipe); `--json` gives scripts the full records: a JSON array of objects for
@@ -35,6 +38,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from jobledger_client.models import QueueSettings
 
 DEFAULT_LIMIT = 100  # rows a list shows unless --limit says otherwise
+DEFAULT_RETRY_FOR = 30.0  # seconds a command keeps trying while the service cannot be reached
 SORT_VALUE = re.compile(r"^-[A-Za-z_][\w.,+-]*$")  # `-created`: a field, descending
 
 
@@ -47,6 +51,7 @@ class Command:
     def __call__(self, settings: Any, args: argparse.Namespace) -> int:
         from jobledger_client.cli.command import run
 
+        args.retry_for = getattr(args, "retry_for", DEFAULT_RETRY_FOR)
         return run(self.target, args)
 
 
@@ -103,6 +108,13 @@ def add_commands(commands: Any) -> None:
     )
     options.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable JSON instead of tables"
+    )
+    options.add_argument(
+        "--retry-for",
+        type=_seconds,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help=f"how long to keep trying while the service cannot be reached (default {DEFAULT_RETRY_FOR:g}; 0: once)",
     )
     parents = [common]
 
@@ -164,6 +176,11 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--dest", metavar="D", help="where transfers go")
     p.add_argument("--priority", type=int, metavar="N", help="0..1000 (default: the queue's)")
     p.add_argument("--paused", action="store_true", help="submit it on hold; `job resume` lets it run")
+    p.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="a key of yours (e.g. a UUID): the same submission sent again with it makes no second job",
+    )
 
     p = leaf(jobs, "list", "jobs:job_list", "the jobs, as a table")
     p.add_argument("--where", metavar="W", help='a filter, e.g. "status=failed OR status=aborted"')
@@ -224,6 +241,17 @@ def _sort_and_limit(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument(
         "--limit", type=int, default=DEFAULT_LIMIT, metavar="N", help=f"at most N (default {DEFAULT_LIMIT}; 0: all)"
     )
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number of seconds, not {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"0 or more seconds, not {text!r}")
+    return value
 
 
 def _optional_text(text: str) -> str | None:

@@ -1,16 +1,19 @@
-"""Running one client command: a `Client` on --url/--token/--user, every failure as
-`jobledger: <message>` with exit code 2, and the options lists share (--sort, --limit)."""
+"""Running one client command: a `Client` on --url/--token/--user that keeps trying for
+--retry-for seconds while the service cannot be reached (saying so once on stderr), every
+failure as `jobledger: <message>` with exit code 2, and the options lists share (--sort,
+--limit)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from jobledger_client import Client, Forbidden, JobledgerError, Unavailable
+from jobledger_client import Client, Forbidden, JobledgerError, OutcomeUnknown, RetryPolicy, Unavailable
 from jobledger_client.cli import output
 
 MAX_PAGE = 500
@@ -27,15 +30,18 @@ def run(target: str, args: argparse.Namespace) -> int:
     module, _, name = target.partition(":")
     command: Run = getattr(importlib.import_module(f"jobledger_client.cli.{module}"), name)
     args.json = getattr(args, "json", False)
+    retry = RetryPolicy(give_up_after=args.retry_for, log=retry_log())
     try:
-        client = Client(getattr(args, "url", None), getattr(args, "user", None), token=getattr(args, "token", None))
+        client = Client(
+            getattr(args, "url", None), getattr(args, "user", None), token=getattr(args, "token", None), retry=retry
+        )
     except PermissionError as exc:  # a token file that is not ours to read
         output.fail(str(exc))
         return 2
     try:
         return command(client, args) or 0
     except Unavailable as exc:
-        output.fail(unreachable(client, exc))
+        output.fail(unreachable(client, exc, args.retry_for))
         return 2
     except Forbidden as exc:
         output.fail(forbidden(client, exc))
@@ -54,12 +60,32 @@ def run(target: str, args: argparse.Namespace) -> int:
         client.close()
 
 
-def unreachable(client: Client, exc: Unavailable) -> str:
-    """What to say when the service did not answer in GraphQL."""
+def retry_log() -> logging.Logger:
+    """The logger the retry policy tells an outage to: `jobledger: server unreachable (...);
+    retrying` on stderr, once, so that a wait is not a silent hang."""
+    log = logging.getLogger("jobledger.cli")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("jobledger: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    return log
+
+
+def unreachable(client: Client, exc: Unavailable, retried_for: float) -> str:
+    """What to say when the service did not answer in GraphQL, after `retried_for` seconds of retries."""
     status = exc.details.get("status")
     if status:
         return f"the service at {client.url} answered HTTP {status}, not GraphQL: is --url right?"
-    return f"cannot reach the service at {client.url}: is `jobledger serve` running?"
+    tried = f" (tried for {retried_for:g} s)" if retried_for and exc.retryable else ""
+    if isinstance(exc, OutcomeUnknown) and exc.idempotency_key:
+        return (
+            f"no answer from the service at {client.url}{tried}, so whether it was done is unknown: look before"
+            f" doing it again, or send it again with --idempotency-key {exc.idempotency_key} where the command has it"
+        )
+    if exc.errors:  # the service's own word: it cannot reach its database
+        return f"{exc.message}{tried}"
+    return f"cannot reach the service at {client.url}{tried}: is `jobledger serve` running?"
 
 
 def forbidden(client: Client, exc: Forbidden) -> str:

@@ -38,6 +38,7 @@ def job_submit(client: Client, args: argparse.Namespace) -> None:
         "destination": args.dest,
         "priority": args.priority,
         "status": "paused" if args.paused else None,
+        "idempotency_key": args.idempotency_key,
     }
     job = client.create_job(tasks=tasks, **{k: v for k, v in fields.items() if v is not None})
     count = f"{len(tasks)} task{'s' if len(tasks) != 1 else ''}"

@@ -23,7 +23,7 @@ from projections.stores.dialect import Row, numbered
 log = logging.getLogger("jobledger.store")
 
 LEASE_CHECK_S = 1.0  # how often a held leadership's connection is asked whether it lives
-CONNECT_TIMEOUT_S = 5
+CONNECT_TIMEOUT_S = max(1, round(db_timeout()))
 QUERY_TIMEOUT_S = 30.0  # a read-model query that runs longer is cut (and answered UNAVAILABLE)
 
 
@@ -133,6 +133,12 @@ class PostgresReadStore:
         with self._connect().cursor() as cursor:
             cursor.execute(numbered(sql, "%s"), list(params))
             return cursor.fetchall()
+
+    def vacuum(self, tables: Sequence[str]) -> None:
+        """VACUUM (ANALYZE) each table (outside any transaction, on this thread's connection)."""
+        conn = self._connect()
+        for table in tables:
+            conn.execute(f"VACUUM (ANALYZE) {table}")  # type: ignore[arg-type]
 
     def try_lead(self, role: str) -> bool:
         """Hold PostgreSQL's advisory lock for `role` on a connection of its own: exactly one

@@ -65,7 +65,14 @@ class Server:
 def start_server(store_url: str, log_path: str, **env: str) -> Server:
     port = free_port()
     # Authentication off unless a test turns it on (tests/api/test_access.py does).
-    environment = {**os.environ, "JOBLEDGER_AUTH": "off", "JOBLEDGER_DATABASE_URL": store_url, **env}
+    # One process unless a test asks for more (JOBLEDGER_WORKERS; tests/api/test_processes.py).
+    environment = {
+        **os.environ,
+        "JOBLEDGER_AUTH": "off",
+        "JOBLEDGER_WORKERS": "1",
+        "JOBLEDGER_DATABASE_URL": store_url,
+        **env,
+    }
     log = open(log_path, "a")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],

@@ -1,7 +1,8 @@
 """`jobledger queue|job|task ...` through the real entry point (a subprocess of `python -m
 api.cli`) against a real `jobledger serve`, on both stores: the tables people read, the
 `--json` scripts parse back, `job watch` ending when its jobs finish, and the errors
-(the server's message with exit code 2; a friendly word when the service is down)."""
+(the server's message with exit code 2; a friendly word when the service is down, after
+--retry-for seconds of trying), and a submission made once however often it is sent."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.api.conftest import Server, free_port, start_server, stop_server
+from tests.api.test_client import FlakyProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 20.0  # seconds a command may take before the test fails instead of hanging
@@ -397,12 +399,40 @@ def test_errors_are_the_servers_message_and_exit_code_2(server):
     assert "PATH or --command" in said[8]
 
 
-def test_a_service_that_is_down_gets_a_friendly_message():
+def test_a_service_that_is_down_is_tried_for_retry_for_seconds_then_gets_a_friendly_message():
     url = f"http://127.0.0.1:{free_port()}/graphql"
     calls = (["job", "list"], ["queue", "show", "default", "--json"], ["job", "watch", str(uuid.uuid4())])
-    for done in together(None, *[[*args, "--url", url] for args in calls], code=2):
-        assert done.stderr == f"jobledger: cannot reach the service at {url}: is `jobledger serve` running?\n"
+    for done in together(None, *[[*args, "--url", url, "--retry-for", "0.5"] for args in calls], code=2):
+        retrying, friendly = done.stderr.splitlines()
+        assert retrying.startswith(f"jobledger: server unreachable (no GraphQL answer from {url}: ")
+        assert retrying.endswith("; retrying")
+        assert (
+            friendly == f"jobledger: cannot reach the service at {url} (tried for 0.5 s): is `jobledger serve` running?"
+        )
         assert done.stdout == ""
+    once = cli(None, "job", "list", "--url", url, "--retry-for", "0", code=2)
+    assert once.stderr == f"jobledger: cannot reach the service at {url}: is `jobledger serve` running?\n"
+    refused = cli(None, "job", "list", "--retry-for", "soon", code=2)
+    assert "--retry-for: a number of seconds, not 'soon'" in refused.stderr
+
+
+def test_a_submission_is_made_once_with_a_key_of_ones_own_or_through_a_dropped_connection(server):
+    submit = ["job", "submit", "/media/a.mov", "--code", "keyed", "--idempotency-key", "order-1234"]
+    first = cli_json(server, *submit)
+    assert cli_json(server, *submit)["id"] == first["id"]  # the same job, not a second one
+    other = cli(server, "job", "submit", "/media/b.mov", "--idempotency-key", "order-1234", code=2)
+    assert "Idempotency-Key 'order-1234' was used" in other.stderr and "use a new key" in other.stderr
+
+    # The first attempt reaches the server, which makes the job, but its answer is lost on the way.
+    with FlakyProxy(server.graphql, "dropped") as proxy:
+        done = cli(None, "job", "submit", "/media/c.mov", "--code", "dropped", "--json", "--url", proxy.url)
+    job = json.loads(done.stdout)
+    assert [post.key for post in proxy.posts] == [proxy.posts[0].key] * 2 and proxy.posts[0].key
+    assert "server unreachable (no answer from" in done.stderr and "server reachable again" in done.stderr
+    listed = cli_json(server, "job", "list", "--where", 'code="dropped"', "--phase", "all")
+    assert [j["id"] for j in listed] == [job["id"]]
+    listed = cli_json(server, "job", "list", "--where", 'code="keyed"', "--phase", "all")
+    assert [j["id"] for j in listed] == [first["id"]]
 
 
 # -- tokens ------------------------------------------------------------------------------------

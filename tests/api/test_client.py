@@ -3,9 +3,11 @@
 Every verb of the three shapes (plain, accsyn, Anyscale, Dioptra), every error
 code mapped to its exception, `watch` ending when the job finishes, `events`
 following from the history into live events without a gap, and lists fetched
-lazily a page at a time. The last tests need no server: they check what the
-client sends (headers, variables) and how it maps codes the server does not
-produce yet (FORBIDDEN, UNAUTHENTICATED), through httpx's MockTransport.
+lazily a page at a time; a job whose first attempt is spoilt on the way (an
+UNAVAILABLE answer, a dropped connection, OUTCOME_UNKNOWN) sent again with its
+Idempotency-Key and made once. The last tests need no server: they check what the
+client sends (headers, variables) and how it maps codes, through httpx's
+MockTransport (the retry policy itself: tests/unit/test_client_retries.py).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import stat
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -37,6 +42,7 @@ from jobledger_client import (
     JobledgerError,
     JobProgress,
     NotFound,
+    OutcomeUnknown,
     Queue,
     RetryPolicy,
     Task,
@@ -417,7 +423,7 @@ async def test_every_server_error_maps_to_its_exception(server):
     assert isinstance(refused.value, JobledgerError) and refused.value.code == "INVALID_TRANSITION"
 
     with pytest.raises(Unavailable) as unreachable:
-        Client(f"http://127.0.0.1:{free_port()}/graphql").queue(code="default")
+        Client(f"http://127.0.0.1:{free_port()}/graphql", retry=RetryPolicy(give_up_after=0)).queue(code="default")
     assert unreachable.value.code == "UNAVAILABLE"
 
     # The asyncio client maps the same way, over HTTP and websockets.
@@ -589,7 +595,13 @@ class Recorder:
         return httpx.Response(self.status, json=self.answer)
 
     def client(self, cls: Any = Client, user: str | None = "u@example.com") -> Any:
-        return cls("http://jobledger.test/graphql", user=user, httpx_options={"transport": httpx.MockTransport(self)})
+        """A client on this recorder that sends each request once (retries: tests/unit/test_client_retries.py)."""
+        return cls(
+            "http://jobledger.test/graphql",
+            user=user,
+            retry=RetryPolicy(give_up_after=0),
+            httpx_options={"transport": httpx.MockTransport(self)},
+        )
 
 
 @pytest.mark.parametrize(
@@ -602,6 +614,8 @@ class Recorder:
         ("FORBIDDEN", Forbidden),
         ("UNAUTHENTICATED", Unauthenticated),
         ("INTERNAL", Internal),
+        ("UNAVAILABLE", Unavailable),
+        ("OUTCOME_UNKNOWN", OutcomeUnknown),
         ("SOMETHING_NEW", JobledgerError),
     ],
 )
@@ -740,6 +754,93 @@ async def test_a_retry_policy_waits_out_an_outage_and_tells_it_once_each_way(cap
     with pytest.raises(Unavailable):
         client.job("x")
     assert 3 <= gone.calls < 1000
+
+
+# -- retries through a stand-in that spoils the first attempt -------------------------------
+
+
+@dataclass
+class Post:
+    key: str | None  # the Idempotency-Key it came with
+    body: bytes
+    answer: dict[str, Any] | None = None  # the real server's, when it was forwarded
+
+
+class FlakyProxy:
+    """A stand-in in front of a real server: it spoils the first POST in the way `first`
+    names, then forwards every POST as it is. "unavailable": answers UNAVAILABLE without
+    forwarding; "dropped": forwards it, then closes the connection without an answer;
+    "outcome unknown": forwards it, then answers OUTCOME_UNKNOWN instead of the server's
+    answer. `posts` is what it received."""
+
+    def __init__(self, target: str, first: str) -> None:
+        self.target = target
+        self.first = first
+        self.posts: list[Post] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                post = Post(self.headers.get("Idempotency-Key"), body)
+                proxy.posts.append(post)
+                spoilt = proxy.first if len(proxy.posts) == 1 else None
+                if spoilt != "unavailable":
+                    post.answer = proxy.forward(self.headers, body)
+                if spoilt == "dropped":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                code = {"unavailable": "UNAVAILABLE", "outcome unknown": "OUTCOME_UNKNOWN"}.get(spoilt or "")
+                said = {"data": None, "errors": [{"message": "spoilt", "extensions": {"code": code, "retry": True}}]}
+                self.reply(said if code else post.answer)
+
+            def reply(self, answer: Any) -> None:
+                text = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.listener = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.listener.server_address[1]}/graphql"
+
+    def forward(self, headers: Any, body: bytes) -> dict[str, Any]:
+        passed = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length", "connection")}
+        return httpx.post(self.target, content=body, headers=passed, timeout=30).json()  # type: ignore[no-any-return]
+
+    def __enter__(self) -> FlakyProxy:
+        threading.Thread(target=self.listener.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.listener.shutdown()
+        self.listener.server_close()
+
+
+@pytest.mark.parametrize("first", ["unavailable", "dropped", "outcome unknown"])
+async def test_a_job_whose_first_attempt_fails_is_sent_again_with_its_key_and_made_once(server, first):
+    for cls in (Client, AsyncClient):
+        code = f"once-{first.replace(' ', '-')}-{cls.__name__.lower()}"
+        with FlakyProxy(server.graphql, first) as proxy:
+            client = cls(proxy.url, user="tester", retry=RetryPolicy(first_wait=0.05))
+            made = client.create_job(code=code, tasks=["/media/a.mov"])
+            job = await made if cls is AsyncClient else made
+            closing = client.close()
+            if cls is AsyncClient:
+                await closing
+
+        first_post, second_post = proxy.posts  # one failed attempt, one retry
+        assert first_post.key and first_post.key == second_post.key and first_post.body == second_post.body
+        assert uuid.UUID(first_post.key).version == 4
+        if first != "unavailable":  # the first attempt did make the job: the retry is answered with it
+            assert first_post.answer is not None and first_post.answer["data"]["createJob"]["id"] == job.id
+        with Client(server.graphql, user="tester") as look:
+            assert [j.id for j in look.jobs(where=f'code="{code}"', phase=None)] == [job.id]
 
 
 # -- tokens: where they come from, how they are sent, what a refusal says -----------------------

@@ -91,7 +91,12 @@ def restart_on_same_port(server: Server, log_path: Path) -> None:
         [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", port],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "JOBLEDGER_AUTH": "off", "JOBLEDGER_DATABASE_URL": server.store_url},
+        env={
+            **os.environ,
+            "JOBLEDGER_AUTH": "off",
+            "JOBLEDGER_WORKERS": "1",
+            "JOBLEDGER_DATABASE_URL": server.store_url,
+        },
         cwd=REPO,
         text=True,
     )  # the `server` fixture stops this one at the end

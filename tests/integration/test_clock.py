@@ -80,3 +80,20 @@ def test_with_short_periods_the_running_service_moves_jobs_on_its_own_and_a_rebu
     read_side.runner.rebuild()
     assert read_side.store.read("SELECT id, phase, status FROM jl_jobs ORDER BY id") == before
     read_side.stop()
+
+
+def test_the_clock_vacuums_the_churning_read_model_tables_on_postgres(ledger):
+    """Dead task rows do not pile up where autovacuum is off: the leading clock vacuums."""
+    read_side = ReadSide(ledger)
+    read_side.runner.setup()
+    job_id = ledger.jobs.create(tasks=["/a", "/b"], destination="/o").id
+    ledger.jobs.update(job_id, status="PAUSED")
+    read_side.runner.catch_up()
+    read_side.clock.vacuum()
+    if read_side.store.backend == "postgres":
+        rows = read_side.store.read(
+            "SELECT relname, last_vacuum FROM pg_stat_user_tables"
+            " WHERE schemaname = current_schema() AND relname IN ('jl_tasks', 'jl_jobs', 'jl_queues', 'jl_tracking')"
+        )
+        assert len(rows) == 4 and all(r["last_vacuum"] is not None for r in rows), rows
+    read_side.stop()
