@@ -161,10 +161,4 @@ def saved_loaders(ledger: Ledger, saved: Mapping[str, Any], read: Any, call: Any
             pages.append(Page(wanted[:first], len(wanted) > first, None, len(wanted)))
         return pages
 
-    return Loaders(
-        queue=DataLoader(queues),
-        job=DataLoader(jobs),
-        tasks=DataLoader(tasks),
-        running=usual.running,
-        commands=usual.commands,
-    )
+    return Loaders(read, queue=DataLoader(queues), job=DataLoader(jobs), tasks=DataLoader(tasks))

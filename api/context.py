@@ -18,7 +18,7 @@ from api.auth import Caller
 from domain.errors import UnauthenticatedError
 from domain.idempotency import Idempotency
 from domain.ledger import Ledger, Written
-from persistence.faults import db_timeout, deadline_in
+from persistence.faults import db_timeout, deadline_in, is_unavailable
 from projections.query import Page, ReadModels
 from projections.service import ReadModelsUnavailable, ReadSide
 from projections.stores import Row
@@ -29,55 +29,79 @@ T = TypeVar("T")
 TaskKey = tuple[str, tuple[str, ...], int, str | None]
 
 
-@dataclass
+async def _queues(read: ReadModels, ids: list[str]) -> list[Row | None]:
+    found = await read.queues_by_id(ids)
+    return [found.get(i) for i in ids]
+
+
+async def _jobs(read: ReadModels, ids: list[str]) -> list[Row | None]:
+    found = await read.jobs_by_id(ids)
+    return [found.get(i) for i in ids]
+
+
+async def _tasks(read: ReadModels, keys: list[TaskKey]) -> list[Page]:
+    """One query per distinct (statuses, first) for every job of the page."""
+    pages: dict[TaskKey, Page] = {}
+    groups: dict[tuple[tuple[str, ...], int], list[str]] = {}
+    for key in keys:
+        job_id, statuses, first, after = key
+        if after is not None:
+            pages[key] = await read.tasks(job_id, first=first, after=after, statuses=statuses or None)
+        else:
+            groups.setdefault((statuses, first), []).append(job_id)
+    for (statuses, first), job_ids in groups.items():
+        found = await read.tasks_for_jobs(job_ids, statuses or None, first)
+        for job_id in job_ids:
+            pages[(job_id, statuses, first, None)] = found[job_id]
+    return [pages[k] for k in keys]
+
+
+async def _running(read: ReadModels, queue_ids: list[str]) -> list[int]:
+    """RUNNING jobs per queue id."""
+    pages = [await read.jobs(phase=None, queue=q, statuses=["RUNNING"], first=0) for q in queue_ids]
+    return [page.total_count for page in pages]
+
+
+async def _commands(read: ReadModels, codes: list[str]) -> list[bool]:
+    """Whether each group's queues may hold command tasks."""
+    found = await read.commands_allowed(codes)
+    return [found[code] for code in codes]
+
+
+_BATCHES: dict[str, Callable[[ReadModels, list[Any]], Any]] = {
+    "queue": _queues,
+    "job": _jobs,
+    "tasks": _tasks,
+    "running": _running,
+    "commands": _commands,
+}
+
+
 class Loaders:
+    """A request's DataLoaders (`queue`, `job`, `tasks`, `running`, `commands`), each made
+    the first time a resolver asks for it: most requests use one or two of them."""
+
     queue: DataLoader[str, Row | None]
     job: DataLoader[str, Row | None]
     tasks: DataLoader[TaskKey, Page]
-    running: DataLoader[str, int]  # RUNNING jobs per queue id
-    commands: DataLoader[str, bool]  # whether a group's queues may hold command tasks
+    running: DataLoader[str, int]
+    commands: DataLoader[str, bool]
+
+    def __init__(self, read: ReadModels, **made: DataLoader[Any, Any]) -> None:
+        self._read = read
+        self.__dict__.update(made)
+
+    def __getattr__(self, name: str) -> DataLoader[Any, Any]:
+        batch = _BATCHES.get(name)
+        if batch is None:
+            raise AttributeError(name)
+        loader: DataLoader[Any, Any] = DataLoader(partial(batch, self._read))
+        setattr(self, name, loader)
+        return loader
 
 
 def new_loaders(read: ReadModels) -> Loaders:
-    async def queues(ids: list[str]) -> list[Row | None]:
-        found = await read.queues_by_id(ids)
-        return [found.get(i) for i in ids]
-
-    async def jobs(ids: list[str]) -> list[Row | None]:
-        found = await read.jobs_by_id(ids)
-        return [found.get(i) for i in ids]
-
-    async def tasks(keys: list[TaskKey]) -> list[Page]:
-        """One query per distinct (statuses, first) for every job of the page."""
-        pages: dict[TaskKey, Page] = {}
-        groups: dict[tuple[tuple[str, ...], int], list[str]] = {}
-        for key in keys:
-            job_id, statuses, first, after = key
-            if after is not None:
-                pages[key] = await read.tasks(job_id, first=first, after=after, statuses=statuses or None)
-            else:
-                groups.setdefault((statuses, first), []).append(job_id)
-        for (statuses, first), job_ids in groups.items():
-            found = await read.tasks_for_jobs(job_ids, statuses or None, first)
-            for job_id in job_ids:
-                pages[(job_id, statuses, first, None)] = found[job_id]
-        return [pages[k] for k in keys]
-
-    async def running(queue_ids: list[str]) -> list[int]:
-        pages = [await read.jobs(phase=None, queue=q, statuses=["RUNNING"], first=0) for q in queue_ids]
-        return [page.total_count for page in pages]
-
-    async def commands(codes: list[str]) -> list[bool]:
-        found = await read.commands_allowed(codes)
-        return [found[code] for code in codes]
-
-    return Loaders(
-        queue=DataLoader(queues),
-        job=DataLoader(jobs),
-        tasks=DataLoader(tasks),
-        running=DataLoader(running),
-        commands=DataLoader(commands),
-    )
+    return Loaders(read)
 
 
 def loaders(info: Info[Context, Any]) -> Loaders:
@@ -147,25 +171,44 @@ async def run_command(info: Info[Context, Any], command: Callable[..., Written],
     svc = services(info)
     loop = asyncio.get_running_loop()
     written = await loop.run_in_executor(svc.executor, partial(bounded, command, *args, **kwargs))
+    info.context["saved"] = {**info.context.get("saved", {}), **written.saved}
     try:
         # A read side that is failing (the store away) is waited for as long as the store is.
         await svc.read_side.wait_for(written.position, svc.wait_timeout, patience=db_timeout())
     except ReadModelsUnavailable as behind:
         log.warning("answering from the aggregates: %s", behind)
-        info.context["behind"] = behind
-        info.context["saved"] = {**info.context.get("saved", {}), **written.saved}
-        info.context["loaders"] = answers.saved_loaders(
-            svc.ledger, info.context["saved"], info.context["read"], svc.call
-        )
+        answer_from_aggregates(info, behind)
     return written
+
+
+def answer_from_aggregates(info: Info[Context, Any], why: BaseException) -> None:
+    """From now on this request's answer (nested fields too) comes from the aggregates its
+    commands saved, not from the read models (which lag, or cannot be reached)."""
+    svc = services(info)
+    info.context["behind"] = why
+    info.context.setdefault("saved", {})
+    info.context["loaders"] = answers.saved_loaders(svc.ledger, info.context["saved"], info.context["read"], svc.call)
+
+
+async def answer_rows(info: Info[Context, Any], from_read_models: Any, from_aggregates: Any, ids: list[str]) -> Any:
+    """A mutation's rows: the read models' (`from_read_models(ids)`), or, when they lag or
+    cannot be reached after a committed write, the aggregates' (`from_aggregates`, one of
+    `api.answers`' builders): a committed write is answered as the success it is."""
+    if not info.context.get("behind"):
+        try:
+            return await from_read_models(ids)
+        except Exception as exc:
+            if not is_unavailable(exc) or not info.context.get("saved"):
+                raise
+            log.warning("answering from the aggregates: the read models cannot be reached (%s)", exc)
+            answer_from_aggregates(info, exc)
+    return await services(info).call(from_aggregates, services(info).ledger, ids, info.context["saved"])
 
 
 async def task_rows(info: Info[Context, Any], task_ids: list[str]) -> dict[str, Row]:
     """Tasks' rows for a mutation's answer: the read models', or the aggregates' when the
     read models lag behind the write (see `run_command`)."""
-    if info.context.get("behind"):
-        return await services(info).call(answers.task_rows, services(info).ledger, task_ids, info.context["saved"])  # type: ignore[no-any-return]
-    return await info.context["read"].tasks_by_id(task_ids)  # type: ignore[no-any-return]
+    return await answer_rows(info, info.context["read"].tasks_by_id, answers.task_rows, task_ids)  # type: ignore[no-any-return]
 
 
 def services(info: Info[Context, Any]) -> Services:

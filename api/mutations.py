@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from api import answers
-from api.context import Context, run_command, services, task_rows, writing
+from api.context import Context, answer_rows, run_command, services, task_rows, writing
 from api.fields import given_fields, input_type
 from api.identity import IdentityMutation
 from api.types import Job, JobStatus, Long, Queue, Task, TaskStatus
@@ -104,20 +104,13 @@ def _or(value: Any, default: Any = None) -> Any:
 
 
 async def _queue(info: Info[Context, Any], queue_id: str) -> Queue:
-    if info.context.get("behind"):
-        rows = await services(info).call(answers.queue_rows, services(info).ledger, [queue_id], info.context["saved"])
-    else:
-        rows = await info.context["read"].queues_by_id([queue_id])
+    rows = await answer_rows(info, info.context["read"].queues_by_id, answers.queue_rows, [queue_id])
     return Queue.from_row(_found(rows.get(queue_id), "Queue", queue_id))
 
 
 async def _job(info: Info[Context, Any], job_id: str) -> Job:
-    if info.context.get("behind"):
-        ledger, saved = services(info).ledger, info.context["saved"]
-        row = (await services(info).call(answers.job_rows, ledger, [job_id], saved)).get(job_id)
-    else:
-        row = await info.context["read"].job(job_id)
-    return Job.from_row(_found(row, "Job", job_id))
+    rows = await answer_rows(info, info.context["read"].jobs_by_id, answers.job_rows, [job_id])
+    return Job.from_row(_found(rows.get(job_id), "Job", job_id))
 
 
 async def _tasks(info: Info[Context, Any], task_ids: list[str]) -> list[Task]:

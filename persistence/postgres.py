@@ -209,9 +209,9 @@ class GapFreePostgresApplicationRecorder(PostgresApplicationRecorder):
             return None
         failure: Exception | None = None
         notification_ids: list[int] | None = None
-        committing = False
-        with self.datastore.get_connection() as conn:
-            try:
+        committing = committed = False
+        try:
+            with self.datastore.get_connection() as conn:
                 with conn.pipeline(), conn.transaction(), conn.cursor() as curs:
                     try:
                         self._insert_stored_events(curs, stored_events, **kwargs)
@@ -219,12 +219,15 @@ class GapFreePostgresApplicationRecorder(PostgresApplicationRecorder):
                     except Exception as exc:  # raised after the pipeline ends, as eventsourcing does
                         failure = exc
                     committing = failure is None
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                if committing:  # the COMMIT was sent; whether it arrived is not known
-                    raise OutcomeUnknownError() from exc
-                raise
-            if failure is not None:
-                raise failure
+                committed = committing  # the COMMIT returned: the events are in
+                if failure is not None:
+                    raise failure  # inside: eventsourcing translates the driver's errors
+        except _DROPPED as exc:
+            if committed:  # only giving the connection back failed: the write stands
+                return notification_ids
+            if committing:  # the COMMIT was sent; whether it arrived is not known
+                raise OutcomeUnknownError() from exc
+            raise
         return notification_ids
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:

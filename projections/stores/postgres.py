@@ -27,6 +27,10 @@ CONNECT_TIMEOUT_S = max(1, round(db_timeout()))
 QUERY_TIMEOUT_S = 30.0  # a read-model query that runs longer is cut (and answered UNAVAILABLE)
 
 
+async def _as_it_is(connection: asyncpg.Connection) -> None:
+    """A read-pool connection returns to the pool unchanged (see `open_async`)."""
+
+
 def channel_for(schema: str) -> str:
     """One NOTIFY channel per store: stores in other schemas of the database stay apart."""
     return f"jobledger_changes_{schema}"[:63]
@@ -192,6 +196,10 @@ class PostgresReadStore:
                 max_size=10,
                 server_settings={"search_path": self.schema},
                 timeout=db_timeout(),  # to connect
+                # asyncpg resets a connection (RESET ALL, UNLISTEN, ...) each time it goes back:
+                # a round trip per query, 5% of a page. These connections only ever run single
+                # SELECTs, with nothing to reset, so they go back as they are.
+                reset=_as_it_is,
             )
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:

@@ -21,7 +21,6 @@ from tests.api.test_http import (  # noqa: F401 - collected here, against two pr
     test_a_job_is_created_paused_resumed_moved_aborted_and_deleted,
     test_a_queue_is_created_changed_tagged_sealed_terminated_and_deleted,
     test_tasks_are_added_retried_excluded_and_listed,
-    test_workers_claim_report_complete_and_fail_tasks_under_leases,
 )
 from tests.api.test_smoke import test_health_readiness_and_a_first_query  # noqa: F401
 from tests.api.test_subscriptions import (  # noqa: F401
