@@ -120,6 +120,7 @@ def task_rows(ledger: Ledger, ids: list[str], saved: Mapping[str, Any]) -> dict[
             "result": stored(TASK["metadata"], getattr(task, "result", None)),
             "lease_id": getattr(task, "lease_id", None),
             "lease_expires": getattr(task, "lease_expires", None),
+            "retry_at": getattr(task, "retry_at", None),
             **_times(task),
             "finished": getattr(task, "finished", None),
             "time": None,

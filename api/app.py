@@ -26,7 +26,17 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from api.auth import Authenticator
 from api.context import Services, new_loaders
 from api.errors import with_codes
+from api.graphql_http import (
+    OperationNote,
+    answer_media_type,
+    graphiql_response,
+    is_request_error,
+    note,
+    note_answer,
+    shaped,
+)
 from api.http_edge import BodyLimit, RequestLog, error_response, http_error, json_kind
+from api.metrics import count_appended_events, metrics_route
 from api.schema import build_schema
 from api.sessions import public_health, sign_in, sign_out, welcome_first_admin
 from api.settings import Settings
@@ -47,11 +57,14 @@ def _address(connection: Request | WebSocket) -> str:
 
 class LedgerGraphQL(GraphQL):  # type: ignore[type-arg]
     """Strawberry's ASGI view with jobledger's per-request context, strict request parsing
-    (a body is UTF-8 JSON whose top level is an object) and the websocket rules below."""
+    (a body is UTF-8 JSON whose top level is an object), answers as the GraphQL-over-HTTP
+    spec says (api.graphql_http), GraphiQL from the package, and the websocket rules below."""
 
     def __init__(self, app: Starlette, settings: Settings) -> None:
+        schema = build_schema()
+        schema.extensions = (*schema.extensions, OperationNote)  # the operation's name, for the log
         super().__init__(
-            build_schema(),
+            schema,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
             keep_alive=True,
             keep_alive_interval=15,
@@ -68,11 +81,17 @@ class LedgerGraphQL(GraphQL):  # type: ignore[type-arg]
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        request = Request(scope=scope, receive=receive)
+        media_type = note(scope)["media_type"] = answer_media_type(request.headers.get("accept"))
         try:
-            response = await self.run(Request(scope=scope, receive=receive))
+            response = shaped(await self.run(request), scope)
         except HTTPException as exc:  # a body that is not a GraphQL request at all
-            response = error_response(exc.status_code, exc.reason)
+            response = error_response(exc.status_code, exc.reason, media_type=media_type)
         await response(scope, receive, send)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL, from the package's own files: it works with no internet access."""
+        return graphiql_response()
 
     async def parse_http_body(self, request: Any) -> Any:
         if request.method == "POST":
@@ -138,6 +157,7 @@ class LedgerGraphQL(GraphQL):  # type: ignore[type-arg]
         """Every error leaves with a code: documents that fail to parse get VALIDATION."""
         answer: dict[str, Any] = await super().process_result(request, result)
         with_codes(answer.get("errors") or ())
+        note_answer(request, answer, is_request_error(result))
         return answer
 
     async def get_context(self, request: Request | WebSocket, response: Response | None = None) -> dict[str, Any]:
@@ -145,6 +165,7 @@ class LedgerGraphQL(GraphQL):  # type: ignore[type-arg]
         caller = None  # a websocket's: when its connection_init arrives (on_ws_connect)
         if isinstance(request, Request):
             caller = await state.authenticator.caller(request.headers, request.cookies, None, _address(request))
+            note(request.scope)["user"] = caller.actor
         return {
             "caller": caller,
             "request": request,
@@ -164,6 +185,7 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         ledger = await asyncio.to_thread(Ledger, settings.database_url)
+        count_appended_events(ledger)  # for /metrics
         read_side = ReadSide(ledger, settings.finished_grace_s, settings.archive_after_s)
         await asyncio.to_thread(read_side.start)
         await read_side.start_async()
@@ -215,6 +237,7 @@ def create_app(settings: Settings) -> Starlette:
         [
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            metrics_route(settings),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/", dashboard),

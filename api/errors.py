@@ -99,10 +99,16 @@ class ErrorCodes(SchemaExtension):
                 error.extensions = {**(error.extensions or {}), "code": "VALIDATION"}
 
     def get_results(self) -> dict[str, Any]:
-        """A committed write answered while the read models lag says so (see `api.answers`)."""
+        """The answer's `extensions`: what resolvers noted in `context["extensions"]` (how many
+        tasks createJob and addTasks created and merged), and, for a committed write answered
+        while the read models lag, `readModelsBehind` (see `api.answers`)."""
         context = self.execution_context.context
-        behind = context.get("behind") if isinstance(context, dict) else None
-        return {"readModelsBehind": str(behind)} if behind else {}
+        if not isinstance(context, dict):
+            return {}
+        results: dict[str, Any] = dict(context.get("extensions") or {})
+        if context.get("behind"):
+            results["readModelsBehind"] = str(context["behind"])
+        return results
 
     def on_operation(self) -> Iterator[None]:
         yield

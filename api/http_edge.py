@@ -18,18 +18,30 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import code_for_status, error_body, new_request_id
+from api.graphql_http import note
+from api.logs import current_request_id
 
 log = logging.getLogger("jobledger")
+requests_log = logging.getLogger("jobledger.http")
 
 URL_LIMIT = 65535  # bytes: uvicorn's HTTP parser refuses longer URLs before the app sees them
 
 
 def error_response(
-    status: int, message: str, code: str | None = None, headers: Mapping[str, str] | None = None, **extensions: Any
+    status: int,
+    message: str,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    media_type: str = "application/json",
+    **extensions: Any,
 ) -> JSONResponse:
-    """An HTTP error answer: JSON shaped like a GraphQL answer, with the contract's code."""
+    """An HTTP error answer: JSON shaped like a GraphQL answer, with the contract's code. In
+    `application/graphql-response+json` (a client that asked for it) it has no `data` entry,
+    as the GraphQL-over-HTTP spec says of requests that never ran."""
     body = error_body(message, code or code_for_status(status), **extensions)
-    return JSONResponse(body, status_code=status, headers=headers)
+    if media_type != "application/json":
+        del body["data"]
+    return JSONResponse(body, status_code=status, headers=headers, media_type=media_type)
 
 
 # -- HTTP ----------------------------------------------------------------------------------------
@@ -112,7 +124,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 class RequestLog:
-    """One readable line per HTTP request: method, path, status, time, caller, request id. An
+    """One line per HTTP request: method, path, GraphQL operation, status, error code, time,
+    caller and request id, also as the record's `request` fields (JSON logs: api.logs). An
     unexpected exception is logged here once, with the request id, and answered 500 in JSON."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -124,6 +137,8 @@ class RequestLog:
             return
         started, status, answered = time.perf_counter(), 500, False
         request_id = new_request_id()
+        noted = note(scope)  # filled in by the GraphQL view: operation, error codes, caller
+        serving = current_request_id.set(request_id)
 
         async def sending(message: dict[str, Any]) -> None:
             nonlocal status, answered
@@ -136,23 +151,50 @@ class RequestLog:
             await self.app(scope, receive, sending)
         except Exception as exc:
             log.error("internal error (request id %s)", request_id, exc_info=exc)
+            noted["codes"] = ["INTERNAL"]
             if not answered:  # else the client sees the connection end
                 message = f"internal error; the service log has the details under request id {request_id}"
                 answer = error_response(500, message, "INTERNAL", requestId=request_id)
                 with contextlib.suppress(Exception):
                     await answer(scope, receive, sending)
         finally:
-            headers = dict(scope.get("headers") or [])
-            user = headers.get(b"x-jobledger-user", b"-").decode(errors="replace")
-            log.info(
-                "%s %s %d %.1f ms user=%s id=%s",
-                scope["method"],
-                scope["path"],
-                status,
-                (time.perf_counter() - started) * 1000,
-                user,
+            fields = request_fields(scope, noted, status, time.perf_counter() - started, request_id)
+            requests_log.info(
+                "%s %s %d %.1f ms op=%s code=%s user=%s id=%s",
+                fields["method"],
+                fields["path"],
+                fields["status"],
+                fields["duration_ms"],
+                fields["operation"] or "-",
+                fields["code"] or "-",
+                fields["user"] or "-",
                 request_id,
+                extra={"request": fields},
             )
+            current_request_id.reset(serving)
+
+
+def request_fields(
+    scope: Scope, noted: Mapping[str, Any], status: int, seconds: float, request_id: str
+) -> dict[str, Any]:
+    """A request's line as fields: its error codes are the GraphQL answer's (comma-separated),
+    else the code of an HTTP error status; the caller is who the request authenticated as, else
+    (authentication off) the X-Jobledger-User header."""
+    codes = noted.get("codes") or ([code_for_status(status)] if status >= 400 else [])
+    user = noted.get("user")
+    if user is None:
+        header = dict(scope.get("headers") or []).get(b"x-jobledger-user")
+        user = header.decode(errors="replace") if header else None
+    return {
+        "request_id": request_id,
+        "method": scope["method"],
+        "path": scope["path"],
+        "operation": noted.get("operation"),
+        "status": status,
+        "code": ",".join(codes) or None,
+        "duration_ms": round(seconds * 1000, 1),
+        "user": user,
+    }
 
 
 try:

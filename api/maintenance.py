@@ -10,11 +10,13 @@ read what a person would see; a rebuild's progress is then a line every tenth of
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO
+from uuid import UUID
 
 from rich.console import Console, Group, RenderableType
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -22,10 +24,13 @@ from rich.table import Table
 from rich.text import Text
 
 from api.settings import Settings
+from domain.errors import NotFoundError, ValidationError
 from domain.history import History
 from domain.ledger import Ledger
 from projections.failures import Failure
+from projections.schema import JOBS, QUEUES, TASKS
 from projections.service import ReadSide
+from projections.stores import ReadStore, open_read_store
 
 PIPE_WIDTH = 1_000_000  # a pipe has no width: never wrap
 EXPORT_PAGE = 1000  # events read at once by `events export`
@@ -208,16 +213,17 @@ def run_export(settings: Settings, args: argparse.Namespace) -> int:
     history = History(ledger)
     after = args.after
     try:
+        aggregate = aggregate_named(ledger, history, args.aggregate) if args.aggregate else None
         while True:
-            if args.aggregate:
-                records = [r for r in history.of_aggregate(args.aggregate) if r.position > after]
+            if aggregate:
+                records = [r for r in history.of_aggregate(aggregate) if r.position > after]
             else:
                 records = history.read(after, EXPORT_PAGE)
             for record in records:
                 sys.stdout.write(record.to_json_line() + "\n")
                 after = record.position
             sys.stdout.flush()
-            if len(records) == EXPORT_PAGE and not args.aggregate:
+            if len(records) == EXPORT_PAGE and not aggregate:
                 continue
             if not args.follow:
                 return 0
@@ -227,6 +233,52 @@ def run_export(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         ledger.close()
+
+
+def aggregate_named(ledger: Ledger, history: History, ref: str) -> str:
+    """The id of the aggregate `ref` names, as the job commands take it: an id; a unique
+    prefix of a queue's, job's or task's id (the short ids the tables show) or a job's or
+    queue's code, as the read models know them; else a unique id prefix among every
+    aggregate in the log (a deleted job, a user, a token). NotFoundError when none is,
+    ValidationError when several are."""
+    try:
+        return str(UUID(ref))
+    except ValueError:
+        pass
+    store = open_read_store(ledger.store)
+    try:
+        found = _in_read_models(store, ref)
+    except Exception:  # read models never built (or being rebuilt): the log still knows
+        found = []
+    finally:
+        store.close()
+    if not found and _ID_TEXT.match(ref):
+        found = sorted({r.aggregate_id for r in history.follow() if r.aggregate_id.startswith(ref.lower())})[:2]
+    if not found:
+        raise NotFoundError("Aggregate", ref)
+    if len(found) > 1:
+        raise ValidationError(
+            "aggregate", f"{ref!r} names more than one (e.g. {found[0]} and {found[1]}); give more of the id"
+        )
+    return found[0]
+
+
+_ID_TEXT = re.compile(r"^[0-9a-fA-F-]+$")  # what may begin an id
+
+
+def _in_read_models(store: ReadStore, ref: str) -> list[str]:
+    """Ids of queues, jobs and tasks starting with `ref`, else of jobs and queues coded `ref`
+    (at most two a table: enough to tell one from several)."""
+    found: list[str] = []
+    if _ID_TEXT.match(ref):
+        prefix = ref.lower()
+        for table in (JOBS, QUEUES, TASKS):
+            rows = store.read(f"SELECT id FROM {table} WHERE id >= ? ORDER BY id LIMIT 2", (prefix,))
+            found += [r["id"] for r in rows if str(r["id"]).startswith(prefix)]
+    if not found:
+        for table in (JOBS, QUEUES):
+            found += [r["id"] for r in store.read(f"SELECT id FROM {table} WHERE code = ? LIMIT 2", (ref,))]
+    return list(dict.fromkeys(str(i) for i in found))
 
 
 # -- output ------------------------------------------------------------------------

@@ -15,8 +15,10 @@ from api.fields import given_fields, input_type
 from api.identity import IdentityMutation
 from api.types import Job, JobStatus, Long, Queue, Task, TaskStatus
 from api.work import WorkMutation
-from domain.catalogue import QUEUE
+from domain.catalogue import JOB, QUEUE
 from domain.errors import NotFoundError
+from domain.jobs import CountedIds, counted_in_new_job
+from domain.retry import POLICY_FIELDS
 from domain.rules import UNSET
 from projections.stores import Row
 
@@ -59,6 +61,11 @@ class TaskInput:
         return {k: v for k, v in values.items() if v is not strawberry.UNSET}
 
 
+def _retry_part(name: str) -> Any:
+    """A part of a job's own retry policy (`domain.catalogue.JOB`): left out, its queue's."""
+    return strawberry.field(default=MISSING, description=JOB[name].doc)
+
+
 @strawberry.input
 class CreateJobInput:
     code: str | None = MISSING
@@ -70,6 +77,10 @@ class CreateJobInput:
     metadata: JSON | None = MISSING
     tasks: list[TaskInput] | None = MISSING
     max_attempts: int | None = MISSING
+    retry_delay: float | None = _retry_part("retry_delay")
+    retry_backoff: float | None = _retry_part("retry_backoff")
+    retry_max_delay: float | None = _retry_part("retry_max_delay")
+    retry_jitter: float | None = _retry_part("retry_jitter")
 
 
 @strawberry.input
@@ -80,6 +91,10 @@ class UpdateJobInput:
     queue: str | None = MISSING
     destination: str | None = MISSING
     max_attempts: int | None = MISSING
+    retry_delay: float | None = _retry_part("retry_delay")
+    retry_backoff: float | None = _retry_part("retry_backoff")
+    retry_max_delay: float | None = _retry_part("retry_max_delay")
+    retry_jitter: float | None = _retry_part("retry_jitter")
 
 
 @strawberry.input
@@ -116,6 +131,17 @@ async def _job(info: Info[Context, Any], job_id: str) -> Job:
 async def _tasks(info: Info[Context, Any], task_ids: list[str]) -> list[Task]:
     rows = await task_rows(info, task_ids)
     return [Task.from_row(_found(rows.get(i), "Task", i)) for i in task_ids]
+
+
+def _note_task_counts(info: Info[Context, Any], counts: Any) -> None:
+    """Say in the answer's `extensions.tasks`, under this field's response key (its alias, or
+    `createJob` / `addTasks`), how many of the tasks given were created and how many merged
+    into an equal task (`{"created": 1, "merged": 3}`). Counts are a fact of this command,
+    not of the job, so they travel beside the data. An addTasks answer replayed for an
+    Idempotency-Key has none (what the job held before is not known then)."""
+    if isinstance(counts, CountedIds):
+        noted = info.context.setdefault("extensions", {}).setdefault("tasks", {})
+        noted[info.path.key] = {"created": counts.created, "merged": counts.merged}
 
 
 def _found(row: Row | None, kind: str, key: str) -> Row:
@@ -176,9 +202,13 @@ class Mutation(WorkMutation, IdentityMutation):
         )
         return await _queue(info, written.id)
 
-    @strawberry.mutation
+    @strawberry.mutation(
+        description="The answer's extensions.tasks.<response key> says how many tasks were created "
+        "and how many merged into an equal one (same source and destination): {created, merged}."
+    )
     async def create_job(self, info: Info[Context, None], input: CreateJobInput) -> Job:
         tasks = _or(input.tasks)
+        specs = [t.spec() for t in tasks] if tasks else None
         written = await run_command(
             info,
             services(info).ledger.jobs.create,
@@ -189,17 +219,20 @@ class Mutation(WorkMutation, IdentityMutation):
             status=_or(input.status),
             priority=_or(input.priority),
             metadata=_or(input.metadata),
-            tasks=[t.spec() for t in tasks] if tasks else None,
+            tasks=specs,
             max_attempts=_or(input.max_attempts),
+            **{name: _or(getattr(input, name)) for name in POLICY_FIELDS},
             **writing(info),
         )
+        # A replay's input is the first request's: the counts follow from it alone.
+        _note_task_counts(info, counted_in_new_job(specs) if written.replayed else written.ids)
         return await _job(info, written.id)
 
     @strawberry.mutation
     async def update_job(self, info: Info[Context, None], id: strawberry.ID, input: UpdateJobInput) -> Job:
         changes = {
             name: given(getattr(input, name))
-            for name in ("status", "priority", "metadata", "queue", "destination", "max_attempts")
+            for name in ("status", "priority", "metadata", "queue", "destination", "max_attempts", *POLICY_FIELDS)
             if getattr(input, name) is not strawberry.UNSET
         }
         written = await run_command(info, services(info).ledger.jobs.update, str(id), **changes, **writing(info))
@@ -212,7 +245,9 @@ class Mutation(WorkMutation, IdentityMutation):
 
     @strawberry.mutation(
         description="A task whose source and destination equal an existing task's retries that task "
-        "instead, or is rejected with CONFLICT when allowDuplicates is false."
+        "instead, or is rejected with CONFLICT when allowDuplicates is false. The answer's "
+        "extensions.tasks.<response key> says how many tasks were created and how many merged: "
+        "{created, merged}."
     )
     async def add_tasks(
         self,
@@ -229,6 +264,7 @@ class Mutation(WorkMutation, IdentityMutation):
             allow_duplicates=True if allow_duplicates is None else allow_duplicates,
             **writing(info),
         )
+        _note_task_counts(info, None if written.replayed else written.ids)
         return await _tasks(info, written.ids)
 
     @strawberry.mutation

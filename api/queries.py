@@ -8,6 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.context import Context, caller, loaders, visible_job
+from api.dashboard import DashboardQuery
 from api.event_pages import read_events
 from api.identity import IdentityQuery
 from api.types import (
@@ -51,7 +52,7 @@ def _opt(value: Any) -> Any:
 
 
 @strawberry.type
-class Query(IdentityQuery):
+class Query(IdentityQuery, DashboardQuery):
     @strawberry.field
     async def queue(
         self,

@@ -17,6 +17,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 
 from api.errors import ErrorCodes
+from api.metrics import RequestMetrics
 from api.mutations import Mutation
 from api.queries import Query
 from api.subscriptions import PerEventExecution, Subscription
@@ -48,6 +49,7 @@ def build_schema() -> strawberry.Schema:
         config=StrawberryConfig(scalar_map={Long: LONG_SCALAR}),
         execution_context_class=PerEventExecution,
         extensions=[
+            RequestMetrics,  # first: it times the others, and reads the codes ErrorCodes gives
             ErrorCodes,
             # Factories: a fresh extension per request; the parse and validation
             # caches themselves live at module level and are shared.

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from persistence import DEFAULT_DATABASE_URL
 
 MIB = 1024 * 1024
+MIN_METRICS_TOKEN = 16  # characters: a shared secret short enough to guess is no secret
 
 
 def _int_env(name: str, default: int, unit: str = "seconds", minimum: int = 0) -> int:
@@ -44,6 +45,7 @@ class Settings:
     read_wait_s: float = 10.0  # a write waits this long for the read models to show it
     admin_user: str = "admin"
     token_file: str | None = None
+    metrics_token: str | None = None  # /metrics to whoever shows it; None: to loopback callers only
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -61,6 +63,7 @@ class Settings:
             read_wait_s=float(_int_env("JOBLEDGER_READ_WAIT", 10, minimum=1)),
             admin_user=os.environ.get("JOBLEDGER_ADMIN_USER") or "admin",
             token_file=os.environ.get("JOBLEDGER_TOKEN_FILE") or None,
+            metrics_token=_metrics_token_env(),
         )
 
     def check_auth(self) -> None:
@@ -82,6 +85,16 @@ def _auth_env() -> bool:
     if raw in ("off", "0", "false", "no"):
         return False
     raise SystemExit(f"JOBLEDGER_AUTH must be on or off, not {raw!r}")
+
+
+def _metrics_token_env() -> str | None:
+    raw = (os.environ.get("JOBLEDGER_METRICS_TOKEN") or "").strip()
+    if raw and len(raw) < MIN_METRICS_TOKEN:
+        raise SystemExit(
+            f"JOBLEDGER_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN} characters (it has {len(raw)}); "
+            "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return raw or None
 
 
 def is_loopback(host: str) -> bool:

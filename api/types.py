@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
@@ -22,8 +22,17 @@ from domain import queue as queue_domain
 from domain import task as task_domain
 from projections.query import Page
 from projections.reasons import job_reason, task_reason
+from projections.timeleft import format_etr, job_time_left, task_elapsed, task_time_left
 
 Long = catalogue.Long  # a 64-bit whole number (a size, a position), served as the Long scalar
+TIME_LEFT = (
+    "seconds until it is done, while it runs: the bytes still to move at its speed, else its progress "
+    "rate so far carried on to 100 %; null when unknown or not running"
+)
+
+
+def _long(value: int | None) -> Long | None:  # type: ignore[valid-type]
+    return None if value is None else Long(value)
 
 
 def _parse_long(value: object) -> int:
@@ -145,6 +154,11 @@ class Job:
     # Parsed only when asked for: most pages do not show it, and parsing is half a job's building.
     metadata: JSON = strawberry.field(resolver=lambda root: _json(root.row["metadata"]))
     max_attempts: int | None = strawberry.field(description="tries per task before it fails; null: its queue's")
+    # Its own retry policy (`domain.retry`); null parts are its queue's.
+    retry_delay: float | None = strawberry.field(description=catalogue.JOB["retry_delay"].doc)
+    retry_backoff: float | None = strawberry.field(description=catalogue.JOB["retry_backoff"].doc)
+    retry_max_delay: float | None = strawberry.field(description=catalogue.JOB["retry_max_delay"].doc)
+    retry_jitter: float | None = strawberry.field(description=catalogue.JOB["retry_jitter"].doc)
     created: datetime
     modified: datetime
     finished: datetime | None
@@ -168,8 +182,12 @@ class Job:
             progress=row["progress"],
             size=row["size"],
             speed=float(row["speed"]),
-            etr=row["etr"],
+            etr=format_etr(job_time_left(row, datetime.now(UTC))),
             max_attempts=row["max_attempts"],
+            retry_delay=row["retry_delay"],
+            retry_backoff=row["retry_backoff"],
+            retry_max_delay=row["retry_max_delay"],
+            retry_jitter=row["retry_jitter"],
             created=row["created"],
             modified=row["modified"],
             finished=row["finished"],
@@ -179,6 +197,10 @@ class Job:
             row=row,
             queue_node=queue_node,
         )
+
+    @strawberry.field(description=TIME_LEFT)
+    def time_left(self) -> Long | None:  # type: ignore[valid-type]
+        return _long(job_time_left(self.row, datetime.now(UTC)))
 
     @strawberry.field(description="while it waits or is held: why, in words")
     async def reason(self, info: Info[Context, None]) -> str | None:
@@ -253,6 +275,9 @@ class Task:
     created: datetime
     finished: datetime | None
     time: Long | None  # type: ignore[valid-type]
+    retry_at: datetime | None = strawberry.field(
+        description="queued again after a failed attempt: not handed out before this time (null: at once)"
+    )
     job_id: strawberry.Private[str]
     row: strawberry.Private[dict[str, Any]]
 
@@ -275,9 +300,26 @@ class Task:
             created=row["created"],
             finished=row["finished"],
             time=row["time"],
+            retry_at=row.get("retry_at"),
             job_id=row["job_id"],
             row=row,
         )
+
+    @strawberry.field(description="MB/s, current (0 unless it runs)")
+    def speed(self) -> float:
+        return float(self.row.get("speed") or 0)
+
+    @strawberry.field(description="bytes moved so far by its current or last attempt")
+    def bytes_done(self) -> Long:  # type: ignore[valid-type]
+        return Long(int(self.row.get("bytes_done") or 0))
+
+    @strawberry.field(description=TIME_LEFT)
+    def time_left(self) -> Long | None:  # type: ignore[valid-type]
+        return _long(task_time_left(self.row, datetime.now(UTC)))
+
+    @strawberry.field(description="seconds its current attempt has run, or its last one took; null: it never ran")
+    def elapsed(self) -> Long | None:  # type: ignore[valid-type]
+        return _long(task_elapsed(self.row, datetime.now(UTC)))
 
     @strawberry.field(description="while it waits or is held: why, in words")
     async def reason(self, info: Info[Context, None]) -> str | None:
@@ -410,6 +452,7 @@ class JobProgress:
     speed: float
     etr: str | None
     size: Long  # type: ignore[valid-type]
+    time_left: Long | None = strawberry.field(description=TIME_LEFT)  # type: ignore[valid-type]
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> JobProgress:
@@ -418,8 +461,9 @@ class JobProgress:
             status=job_domain.JobStatus(row["status"]),
             progress=row["progress"],
             speed=float(row["speed"]),
-            etr=row["etr"],
+            etr=format_etr(job_time_left(row, datetime.now(UTC))),
             size=row["size"],
+            time_left=_long(job_time_left(row, datetime.now(UTC))),
         )
 
 

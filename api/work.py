@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -87,6 +87,9 @@ class WorkMutation:
         progress: int | None = strawberry.UNSET,
         bytes_done: Long | None = strawberry.UNSET,  # type: ignore[valid-type]
         speed: float | None = strawberry.UNSET,
+        size: Annotated[  # type: ignore[valid-type]
+            Long | None, strawberry.argument(description="bytes of the source (a file, or a folder's files)")
+        ] = strawberry.UNSET,
     ) -> TaskLease:
         svc = services(info)
         await run_command(
@@ -96,6 +99,7 @@ class WorkMutation:
             progress=progress or (0 if progress == 0 else None),
             bytes_done=bytes_done if isinstance(bytes_done, int) else None,
             speed=speed if isinstance(speed, float | int) else None,
+            size=size if isinstance(size, int) else None,
             **writing(info),
         )
         task_id = task_id_of(str(lease_id))

@@ -30,7 +30,7 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import api, core, create_job, projections, throughput, wrk  # noqa: E402
+from bench import api, core, create_job, long_run, projections, throughput, wrk  # noqa: E402
 from bench.databases import ADMIN_URL, fresh_postgres  # noqa: E402
 from bench.others import OTHERS_SCRIPT, others_python  # noqa: E402
 from bench.progress import shared  # noqa: E402
@@ -39,6 +39,7 @@ from domain.ledger import Ledger  # noqa: E402
 from tests.api.conftest import start_server, stop_server  # noqa: E402
 
 SECTIONS = ("append", "projections", "api", "create_job", "subscription", "throughput")
+OPTIONAL = ("long_run",)  # only when named in --only, never with --quick
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Sizes:
     tasks: int = 10_000  # throughput.py --tasks
     batches: tuple[int, ...] = (50, 200)
     single_tasks: int = 2000  # 0: no claimTasks(limit: 1) runs
+    long_tasks: int = 200_000  # long_run.py --tasks
 
 
 QUICK = replace(
@@ -128,6 +130,8 @@ class Run:
                         label = f"end to end, {library}, {workers} workers"
                         steps.append(Step(label, partial(self.other_run, library, workers)))
                 steps.append(Step("end to end: ratios", self.throughput_ratios))
+        if "long_run" in sections and postgres:
+            steps.append(Step(f"long run, PG, {s.long_tasks:,} tasks", self.long_run))
         return steps
 
     # -- sections --------------------------------------------------------------------------------
@@ -176,17 +180,21 @@ class Run:
     def wrk(self) -> None:
         s = self.sizes
         results = wrk.compare(s.wrk_seconds, s.connections, min(2, os.cpu_count() or 1), self.tmp)
-        for ours, stock in zip(results[::2], results[1::2], strict=True):
-            for figure, ours_value, stock_value in (
-                ("jobs(first: 50)/s", ours.requests_per_s, stock.requests_per_s),
-                ("p50 ms", ours.p50_ms, stock.p50_ms),
-                ("p99 ms", ours.p99_ms, stock.p99_ms),
-            ):
-                section = "API (wrk, PostgreSQL)"
-                self.report.compared(section, f"{ours.name}: {figure}", ours_value, stock.name, stock_value)
-            for result in (ours, stock):
-                if result.errors:
-                    self.report.notes.append(f"wrk: {result.errors} errors against {result.name}")
+        section = "API (wrk, PostgreSQL)"
+        for c in results:
+            if c.stock is None:
+                self.report.compared(section, f"{c.ours.name}: {c.figure}/s", c.ours.requests_per_s, "", float("nan"))
+                self.report.compared(section, f"{c.ours.name}: {c.figure} p99 ms", c.ours.p99_ms, "", float("nan"))
+            else:
+                for unit, ours_value, stock_value in (
+                    ("/s", c.ours.requests_per_s, c.stock.requests_per_s),
+                    (" p99 ms", c.ours.p99_ms, c.stock.p99_ms),
+                ):
+                    name = f"{c.ours.name}: {c.figure}{unit}"
+                    self.report.compared(section, name, ours_value, c.stock.name, stock_value)
+            for result in (c.ours, c.stock):
+                if result is not None and result.errors:
+                    self.report.notes.append(f"wrk: {result.errors} errors against {result.name}, {c.figure}")
 
     def create_job(self, store: str) -> None:
         s = self.sizes
@@ -238,6 +246,15 @@ class Run:
                     name = f"best PostgreSQL {figure} ({best.name.split(', ', 1)[1]})"
                     self.report.compared(section, name, getattr(best, rate), top.name, getattr(top, rate))
 
+    def long_run(self) -> None:
+        outcome = long_run.run(long_run.parse_args([f"--tasks={self.sizes.long_tasks}"]), self.tmp)
+        section = f"long run ({outcome.tasks:,} tasks)"
+        self.report.per_store(section, f"first {outcome.windows[0].tasks:,}: tasks/s", "postgres", outcome.first)
+        self.report.per_store(section, f"last {outcome.windows[-1].tasks:,}: tasks/s", "postgres", outcome.last)
+        self.report.per_store(section, "last/first (bar: 0.80) x100", "postgres", outcome.ratio * 100)
+        for shot in outcome.snapshots:
+            self.report.per_store(section, f"database MB: {shot.label}", "postgres", shot.db_bytes / long_run.MB)
+
 
 # -- running ---------------------------------------------------------------------------------------
 
@@ -275,11 +292,18 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: the whole run in under five minutes")
     parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
-    parser.add_argument("--only", help=f"comma-separated sections to run, of {', '.join(SECTIONS)}")
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated sections to run, of {', '.join(SECTIONS)}, and {', '.join(OPTIONAL)}"
+        " (not run unless named here; not with --quick)",
+    )
     args = parser.parse_args()
     args.sections = args.only.split(",") if args.only else list(SECTIONS)
-    if unknown := set(args.sections) - set(SECTIONS):
-        parser.error(f"unknown sections {', '.join(sorted(unknown))}; the sections are {', '.join(SECTIONS)}")
+    if unknown := set(args.sections) - set(SECTIONS) - set(OPTIONAL):
+        known = ", ".join(SECTIONS + OPTIONAL)
+        parser.error(f"unknown sections {', '.join(sorted(unknown))}; the sections are {known}")
+    if args.quick and set(args.sections) & set(OPTIONAL):
+        parser.error(f"{', '.join(OPTIONAL)} has no quick size: run it without --quick")
     return args
 
 

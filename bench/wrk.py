@@ -1,7 +1,11 @@
-"""wrk-style API figures: requests/s and latency of one GraphQL query, `jobs(first: 50)`, under
-wrk at 50 connections, against a real `jobledger serve` (1 and 2 processes, on PostgreSQL) and
-against a stock Strawberry app serving the same 50 jobs from memory (bench/stock_strawberry.py,
-under uvicorn with as many processes).
+"""wrk-style API figures: requests/s and latency under wrk at 50 connections, against a real
+`jobledger serve` (1 and 2 processes, on PostgreSQL) and against a stock Strawberry app serving the
+same objects from memory (bench/stock_strawberry.py, under uvicorn with as many processes):
+
+- `jobs(first: 50)` with each job's queue (the query issue 15 names);
+- a page of tasks: one job's 100 tasks;
+- `{ __typename }` (the cost of the HTTP and GraphQL layers alone);
+- `createJob` with 3 tasks (no stock figure: every call is a committed PostgreSQL transaction).
 
     .venv/bin/python bench/wrk.py [--seconds 10] [--connections 50] [--threads 2]
 """
@@ -30,11 +34,17 @@ from bench.databases import fresh_postgres  # noqa: E402
 from tests.api.conftest import Server, free_port, start_server, stop_server  # noqa: E402
 
 WRK = os.environ.get("BENCH_WRK", "/usr/bin/wrk")
-JOBS_QUERY = "{ jobs(first: 50) { totalCount nodes { id code status priority progress size queue { code } } } }"
+JOBS_QUERY = "{ jobs(first: 50) { nodes { id code status priority progress created user queue { code } } } }"
+TASKS_QUERY = (
+    "query($id: ID!) { job(id: $id) { tasks(first: 100) { nodes { id uri status priority progress size attempts"
+    " worker created } } } }"
+)
+TYPENAME_QUERY = "{ __typename }"
 CREATE_JOB = """mutation($i: Int!) { createJob(input: {code: "bench", priority: $i, destination: "/out",
   tasks: [{source: "/in/a.mov", size: 100}, {source: "/in/b.mov", size: 200}, {source: "/in/c.mov", size: 300}]})
   { id } }"""
 JOBS = 50
+TASKS = 100
 # wrk sends this request on every connection; the header is what bench/api.py's clients send.
 POST_SCRIPT = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -57,10 +67,12 @@ class WrkResult:
     errors: int  # socket errors and non-2xx answers
 
 
-def run_wrk(url: str, seconds: float, connections: int, threads: int, name: str) -> WrkResult:
-    """wrk POSTing JOBS_QUERY to `url` for `seconds`; its figures, parsed from its report."""
+def run_wrk(
+    url: str, seconds: float, connections: int, threads: int, name: str, body: dict[str, object] | None = None
+) -> WrkResult:
+    """wrk POSTing `body` (default: JOBS_QUERY) to `url` for `seconds`; its figures, parsed from its report."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(POST_SCRIPT.format(body=json.dumps(json.dumps({"query": JOBS_QUERY}))))
+        script.write(POST_SCRIPT.format(body=json.dumps(json.dumps(body or {"query": JOBS_QUERY}))))
     try:
         command = [
             WRK,
@@ -95,20 +107,35 @@ def parse_wrk(report: str, name: str) -> WrkResult:
     return WrkResult(name, float(rate[1]), latency("50"), latency("99"), errors + (int(non_2xx[1]) if non_2xx else 0))
 
 
+def checked(url: str, body: dict[str, object], count: int) -> dict[str, object]:
+    """The answer to `body` at `url`, which must hold a full page of `count` nodes and no errors."""
+    answer = httpx.post(url, json=body, headers={"X-Jobledger-User": "bench"}, timeout=30).json()
+    data = answer.get("data") or {}
+    page = data["jobs"] if "jobs" in data else (data.get("job") or {}).get("tasks")
+    if answer.get("errors") or not page or len(page["nodes"]) != count:
+        raise RuntimeError(f"{url} did not answer a page of {count}: {str(answer)[:300]}")
+    return data  # type: ignore[no-any-return]
+
+
 def checked_jobs(url: str) -> dict[str, object]:
     """The `jobs` answer at `url`, which must be a full page without errors."""
-    answer = httpx.post(url, json={"query": JOBS_QUERY}, headers={"X-Jobledger-User": "bench"}, timeout=30).json()
-    if answer.get("errors") or len(answer["data"]["jobs"]["nodes"]) != JOBS:
-        raise RuntimeError(f"{url} did not answer a page of {JOBS} jobs: {str(answer)[:300]}")
-    return answer["data"]["jobs"]  # type: ignore[no-any-return]
+    return checked(url, {"query": JOBS_QUERY}, JOBS)["jobs"]  # type: ignore[return-value]
 
 
-def seed(server: Server) -> None:
+def seed(server: Server) -> str:
+    """JOBS jobs of 3 tasks and one job of TASKS tasks; the big job's id."""
     with httpx.Client(timeout=60, headers={"X-Jobledger-User": "bench"}) as http:
         for i in range(JOBS):
             answer = http.post(server.graphql, json={"query": CREATE_JOB, "variables": {"i": i}}).json()
             if answer.get("errors"):
                 raise RuntimeError(f"seeding failed: {answer['errors'][0]}")
+        tasks = [{"source": f"/in/{n:03}.exr", "size": 1000 + n} for n in range(TASKS)]
+        big = """mutation($tasks: [TaskInput!]!) { createJob(input: {code: "big", destination: "/out",
+          tasks: $tasks}) { id } }"""
+        answer = http.post(server.graphql, json={"query": big, "variables": {"tasks": tasks}}).json()
+        if answer.get("errors"):
+            raise RuntimeError(f"seeding failed: {answer['errors'][0]}")
+        return str(answer["data"]["createJob"]["id"])
 
 
 @contextlib.contextmanager
@@ -121,12 +148,12 @@ def jobledger(store_url: str, log: str, processes: int) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def stock_strawberry(jobs_file: str, log: str, processes: int) -> Iterator[str]:
+def stock_strawberry(answers_file: str, log: str, processes: int) -> Iterator[str]:
     """The stock app under uvicorn on a free port; yields its GraphQL URL."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "bench.stock_strawberry:app", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(processes), "--log-level", "warning", "--no-access-log"]
-    environment = {**os.environ, "BENCH_STOCK_JOBS": jobs_file, "PYTHONPATH": str(ROOT)}
+    environment = {**os.environ, "BENCH_STOCK_JOBS": answers_file, "PYTHONPATH": str(ROOT)}
     with open(log, "a") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/graphql"
@@ -151,26 +178,55 @@ def stock_strawberry(jobs_file: str, log: str, processes: int) -> Iterator[str]:
             process.wait()
 
 
+@dataclass
+class Comparison:
+    figure: str  # what was sent, e.g. "jobs(first: 50)"
+    ours: WrkResult
+    stock: WrkResult | None  # None where the stock app has nothing to compare (writes)
+
+
 def compare(
     seconds: float, connections: int, threads: int, tmp: str, processes: tuple[int, ...] = (1, 2)
-) -> list[WrkResult]:
-    """jobledger (on a fresh PostgreSQL with JOBS jobs) and the stock app, each with every
-    count of `processes`; results in pairs (jobledger, stock) per count."""
-    results: list[WrkResult] = []
-    jobs_file = f"{tmp}/stock-jobs.json"
+) -> list[Comparison]:
+    """jobledger (on a fresh PostgreSQL, seeded once) and the stock app serving the same answers,
+    for every count of `processes`: the jobs page, the tasks page, `__typename`, then createJob."""
+    results: list[Comparison] = []
+    answers_file = f"{tmp}/stock-answers.json"
     with fresh_postgres("jobledger_bench_wrk") as url:
+        big = ""
         for count in processes:
-            name = f"jobledger, {count} process{'es' if count > 1 else ''}"
+            plural = "es" if count > 1 else ""
+            tasks_body: dict[str, object] = {"query": TASKS_QUERY, "variables": {"id": big}}
+            reads = [("jobs(first: 50)", {"query": JOBS_QUERY}), ("a job's tasks(first: 100)", tasks_body)]
+            reads.append(("{ __typename }", {"query": TYPENAME_QUERY}))
+            ours: dict[str, WrkResult] = {}
+            name = f"jobledger, {count} process{plural}"
             with jobledger(url, f"{tmp}/wrk-jobledger.log", count) as server:
-                if count == processes[0]:
-                    seed(server)
-                Path(jobs_file).write_text(json.dumps(checked_jobs(server.graphql)))
-                say(f"== wrk {name}: {seconds:g} s at {connections} connections")
-                results.append(run_wrk(server.graphql, seconds, connections, threads, name))
-            name = f"stock Strawberry, {count} process{'es' if count > 1 else ''}"
-            with stock_strawberry(jobs_file, f"{tmp}/wrk-stock.log", count) as stock:
-                say(f"== wrk {name}: {seconds:g} s at {connections} connections")
-                results.append(run_wrk(stock, seconds, connections, threads, name))
+                if not big:
+                    big = seed(server)
+                    tasks_body["variables"] = {"id": big}
+                answers = {
+                    "jobs": checked_jobs(server.graphql),
+                    "job": checked(server.graphql, tasks_body, TASKS)["job"],
+                }
+                Path(answers_file).write_text(json.dumps(answers))
+                for figure, body in reads:
+                    say(f"== wrk {name}, {figure}: {seconds:g} s at {connections} connections")
+                    ours[figure] = run_wrk(server.graphql, seconds, connections, threads, name, body)
+                say(f"== wrk {name}, createJob of 3 tasks: {seconds:g} s at {connections} connections")
+                created = run_wrk(
+                    server.graphql, seconds, connections, threads, name, {"query": CREATE_JOB, "variables": {"i": 1}}
+                )
+            stock_name = f"stock Strawberry, {count} process{plural}"
+            with stock_strawberry(answers_file, f"{tmp}/wrk-stock.log", count) as stock:
+                for figure, body in reads:
+                    say(f"== wrk {stock_name}, {figure}: {seconds:g} s at {connections} connections")
+                    results.append(
+                        Comparison(
+                            figure, ours[figure], run_wrk(stock, seconds, connections, threads, stock_name, body)
+                        )
+                    )
+            results.append(Comparison("createJob of 3 tasks", created, None))
     return results
 
 
@@ -182,11 +238,16 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="jlwrk") as tmp:
         results = compare(args.seconds, args.connections, args.threads, tmp)
-    print(f"\n{'':34}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for r in results:
-        print(f"{r.name:34}{r.requests_per_s:>12,.0f}{r.p50_ms:>10.1f}{r.p99_ms:>10.1f}{r.errors:>8}")
-    for ours, stock in zip(results[::2], results[1::2], strict=True):
-        print(f"{ours.name} / {stock.name}: {ours.requests_per_s / stock.requests_per_s:.2f}")
+    print(f"\n{'':60}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for c in results:
+        for r in (c.ours, c.stock):
+            if r is not None:
+                label = f"{c.figure}, {r.name}"
+                print(f"{label:60}{r.requests_per_s:>12,.0f}{r.p50_ms:>10.1f}{r.p99_ms:>10.1f}{r.errors:>8}")
+    for c in results:
+        if c.stock is not None:
+            ratio = c.ours.requests_per_s / c.stock.requests_per_s
+            print(f"{c.figure}: {c.ours.name} / {c.stock.name}: {ratio:.2f}")
 
 
 if __name__ == "__main__":

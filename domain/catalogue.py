@@ -38,6 +38,7 @@ from domain.limits import (
     MIN_PRIORITY,
 )
 from domain.queue import ExecutionMode, QueueStatus
+from domain.retry import DEFAULT_RETRY, MAX_RETRY_BACKOFF, MAX_RETRY_DELAY_S
 from domain.rules import (
     DEFAULT_PRIORITY,
     UNSET,
@@ -45,6 +46,7 @@ from domain.rules import (
     check_code,
     check_enum,
     check_json_object,
+    check_optional_number,
     check_optional_string,
     check_positive,
     check_priority,
@@ -217,6 +219,24 @@ def _location(name: str, *, optional: bool, **options: Any) -> Field:
     return Field(name, Json, check, default=default, nullable=optional, limit=MAX_PATH, **options)
 
 
+def _retry_policy(*, of_job: bool) -> tuple[Field, ...]:
+    """The parts of a retry policy (`domain.retry`), each null unless set: then a job's
+    take its queue's, a queue's the default."""
+
+    def part(name: str, lowest: float, most: float, doc: str, default: float) -> Field:
+        check: Check = lambda label, v: check_optional_number(label, v, lowest, most)  # noqa: E731
+        null = f"its queue's (else {default:g})" if of_job else f"{default:g}"
+        return Field(name, float, check, default=None, nullable=True, limit=(lowest, most), doc=f"{doc}; null: {null}")
+
+    d = DEFAULT_RETRY
+    return (
+        part("retry_delay", 0, MAX_RETRY_DELAY_S, "seconds from a failed attempt to the next (0: at once)", d.delay),
+        part("retry_backoff", 1, MAX_RETRY_BACKOFF, "each further wait is this many times longer", d.backoff),
+        part("retry_max_delay", 0, MAX_RETRY_DELAY_S, "seconds no wait is longer than", d.max_delay),
+        part("retry_jitter", 0, 1, "share of each wait drawn at random, 0 to 1 (full jitter)", d.jitter),
+    )
+
+
 # -- the entities ---------------------------------------------------------------------
 
 QUEUE = Catalogue(
@@ -234,6 +254,7 @@ QUEUE = Catalogue(
         _count("idle_timeout_s", MAX_IDLE_TIMEOUT_S, zero=True),
         _choice("execution_mode", ExecutionMode, ExecutionMode.PRIORITY),
         _count("max_attempts", MAX_ATTEMPTS, doc="tries per task before it fails; null: 3"),
+        *_retry_policy(of_job=False),
     ),
 )
 
@@ -250,6 +271,7 @@ JOB = Catalogue(
         _path("destination"),
         _document("metadata"),
         _count("max_attempts", MAX_ATTEMPTS, doc="tries per task before it fails; null: its queue's"),
+        *_retry_policy(of_job=True),
     ),
 )
 

@@ -20,6 +20,7 @@ from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_random_
 from domain.access import Principal, on_behalf_of
 from domain.base import LedgerAggregate, acting_as
 from domain.errors import ConflictError
+from domain.group_commit import Done, GroupCommit, Member
 from domain.idempotency import Idempotency, IdempotencyRecord, record_id
 from domain.idempotency import now as utc_now
 from domain.limits import MAX_NAME
@@ -79,10 +80,12 @@ class Runner:
     lock the application owns: many writers on one hot aggregate (a busy queue) in one
     process then make progress instead of colliding forever."""
 
-    def __init__(self, store: Store, loader: Loader, retry_turn: threading.Lock) -> None:
+    def __init__(self, store: Store, loader: Loader, retry_turn: threading.Lock, group_commit: bool = True) -> None:
         self.store = store
         self.loader = loader
         self.retry_turn = retry_turn
+        # Commands that arrive together are saved together (see `domain.group_commit`).
+        self.group = GroupCommit(loader, store.save, loader.remember, _batch_written) if group_commit else None
 
     def run(
         self,
@@ -102,7 +105,10 @@ class Runner:
             actor = principal.user
         check_optional_string("actor", actor, MAX_NAME)  # recorded on every event it writes
         with acting_as(actor), on_behalf_of(principal):
-            written = self._attempt(fn, idempotency)
+            if self.group is not None and not self.group.leading_here:
+                written = self.group.run(lambda uow: self._execute(uow, fn, idempotency))
+            else:
+                written = self._attempt(fn, idempotency)
             if written is None:
                 with taken(self.retry_turn):
                     written = _conflict_retries()(self._attempt, fn, idempotency)
@@ -124,7 +130,25 @@ class Runner:
 
     def _attempt(self, fn: Callable[[UnitOfWork], list[str]], idempotency: Idempotency | None) -> Written | None:
         """Run the command once from fresh state and save; None if another writer won."""
-        uow = UnitOfWork(self.loader)
+        done = self._execute(UnitOfWork(self.loader), fn, idempotency)
+        if not isinstance(done, Done):
+            return done
+        try:
+            recordings = self.store.save(*done.changed)
+        except IntegrityError:
+            return None
+        self.loader.remember(done.changed)
+        return Written(
+            ids=done.ids,
+            position=max(r.notification.id for r in recordings),
+            saved={str(a.id): a for a in done.changed},
+        )
+
+    def _execute(
+        self, uow: UnitOfWork, fn: Callable[[UnitOfWork], list[str]], idempotency: Idempotency | None
+    ) -> Written | Done:
+        """Run the command on `uow`: what it changed, to be saved, or its answer when it
+        changed nothing (or its idempotency key's record answers it)."""
         record = None
         if idempotency is not None:
             record = uow.find(IdempotencyRecord, record_id(idempotency.key))
@@ -139,14 +163,14 @@ class Runner:
         changed: list[LedgerAggregate] = uow.changed()
         if not changed:
             return Written(ids=ids, position=self.store.position())
-        try:
-            recordings = self.store.save(*changed)
-        except IntegrityError:
-            return None
-        self.loader.remember(changed)
-        return Written(
-            ids=ids, position=max(r.notification.id for r in recordings), saved={str(a.id): a for a in changed}
-        )
+        return Done(ids, changed)
+
+
+def _batch_written(member: Member, recordings: Sequence[Any]) -> Written:
+    """A group-committed command's answer: its ids, and the position of its own last event."""
+    mine = {id(event) for event in member.events}
+    position = max(r.notification.id for r in recordings if id(r.domain_event) in mine)
+    return Written(ids=member.ids, position=position, saved={str(a.id): a for a in member.changed})
 
 
 class Service:

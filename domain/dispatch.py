@@ -31,6 +31,7 @@ from domain.limits import (
     MIN_LEASE_SECONDS,
 )
 from domain.queue import Queue
+from domain.retry import RetryPolicy, policy_of
 from domain.rules import UNSTORABLE, check_json, check_number, check_string
 from domain.task import IN_FLIGHT, Task, TaskStatus
 from domain.unit_of_work import UnitOfWork
@@ -124,6 +125,8 @@ def in_turn(fn: Callable[..., Written]) -> Callable[..., Written]:
 
     @functools.wraps(fn)
     def run(self: DispatchCommands, *args: Any, **kwargs: Any) -> Written:
+        if self.runner.group is not None:  # a group commit runs them in turn, each seeing the ones before it
+            return fn(self, *args, **kwargs)
         with taken(self.turn):
             return fn(self, *args, **kwargs)
 
@@ -221,8 +224,10 @@ class DispatchCommands(Service):
         bytes_done: int | None = None,
         speed: float | None = None,
         now: datetime | None = None,
+        size: int | None = None,
     ) -> list[str]:
-        """Renew the lease and report progress (0..100), bytes done and speed (MB/s)."""
+        """Renew the lease and report progress (0..100), bytes done, speed (MB/s) and the
+        size of the source as the worker measured it (recorded when the task had another)."""
         if progress is not None and (
             isinstance(progress, bool) or not isinstance(progress, int) or not 0 <= progress <= 100
         ):
@@ -233,8 +238,10 @@ class DispatchCommands(Service):
             raise ValidationError("bytesDone", f"must be a number of bytes from 0 to {MAX_BYTES}")
         if speed is not None:
             check_number("speed", speed, 0, MAX_SPEED)
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_BYTES):
+            raise ValidationError("size", f"must be a number of bytes from 0 to {MAX_BYTES}")
         task, _ = _leased(uow, lease_id, _now(now))
-        task.renew(str(lease_id), _now(now), progress, bytes_done, speed)
+        task.renew(str(lease_id), _now(now), progress, bytes_done, speed, size)
         return [str(lease_id)]
 
     @in_turn
@@ -285,7 +292,7 @@ class DispatchCommands(Service):
         error = error_text(error)
         task, job = _leased(uow, lease_id, _now(now))
         final = not retry or task.attempts >= max_attempts(uow, job)
-        task.fail_attempt(str(lease_id), error, final=final)
+        task.fail_attempt(str(lease_id), error, final=final, retry=_retry_policy(uow, job), now=_now(now))
         job.note_task_status(str(task.id), str(task.status))
         settle(uow, job)
         return [str(task.id)]
@@ -319,7 +326,9 @@ class DispatchCommands(Service):
             job = uow.get(Job, task.job_id, allow_deleted=True)
             final = task.attempts >= max_attempts(uow, job)
             error = f"lease of worker {task.worker} expired at {task.lease_expires.isoformat()}"
-            task.fail_attempt(str(task.lease_id), error, final=final, how="expired")
+            task.fail_attempt(
+                str(task.lease_id), error, final=final, how="expired", retry=_retry_policy(uow, job), now=_now(now)
+            )
             if not job.deleted:
                 job.note_task_status(str(task.id), str(task.status))
                 settle(uow, job)
@@ -340,10 +349,11 @@ def _once(task_ids: Sequence[str]) -> Candidates:
 def _claim_one(
     uow: UnitOfWork, task_id: str, worker: str, lease_seconds: int, now: datetime
 ) -> tuple[str, Task, Job] | None:
-    """Lease the task if the rules let it run now: it is queued, its job dispatchable,
-    its queue enabled and, for a job not yet running, under its maxConcurrency."""
+    """Lease the task if the rules let it run now: it is queued and not waiting to retry,
+    its job dispatchable, its queue enabled and, for a job not yet running, under its
+    maxConcurrency."""
     task = uow.find(Task, task_id)
-    if task is None or task.status != TaskStatus.QUEUED:
+    if task is None or task.status != TaskStatus.QUEUED or not task.is_due(now):
         return None
     job = uow.find(Job, task.job_id)
     if job is None or job.status not in DISPATCHABLE:
@@ -357,6 +367,11 @@ def _claim_one(
             return None
         set_status(uow, job, JobStatus.RUNNING, by_user=False)
     return task.claim(worker, lease_seconds, now), task, job
+
+
+def _retry_policy(uow: UnitOfWork, job: Job) -> RetryPolicy:
+    """The job's retry policy: its own parts, else its queue's, else the default's."""
+    return policy_of(job, uow.get(Queue, job.queue_id, allow_deleted=True))
 
 
 def _leased(uow: UnitOfWork, lease_id: str, now: datetime) -> tuple[Task, Job]:

@@ -52,6 +52,12 @@ DEFAULT_MAX_ATTEMPTS = 3
 class Job(LedgerAggregate):
     """A job in a queue. It keeps a tally of its tasks so that its own status can follow them."""
 
+    # A snapshot taken before jobs had a retry policy lacks these: its queue's.
+    retry_delay: float | None = None
+    retry_backoff: float | None = None
+    retry_max_delay: float | None = None
+    retry_jitter: float | None = None
+
     @event("Created")
     def __init__(
         self,
@@ -64,6 +70,11 @@ class Job(LedgerAggregate):
         metadata: dict[str, Any],
         max_attempts: int | None,
         actor: str | None = None,
+        # Its own parts of the retry policy (`domain.retry`); None: its queue's.
+        retry_delay: float | None = None,
+        retry_backoff: float | None = None,
+        retry_max_delay: float | None = None,
+        retry_jitter: float | None = None,
     ) -> None:
         self.code = code
         self.user = actor  # who submitted it (the Created event's actor): a member manages their own
@@ -74,6 +85,8 @@ class Job(LedgerAggregate):
         self.destination = destination
         self.metadata = metadata
         self.max_attempts = max_attempts
+        self.retry_delay, self.retry_backoff = retry_delay, retry_backoff
+        self.retry_max_delay, self.retry_jitter = retry_max_delay, retry_jitter
         # task id -> {"uri", "key", "size", "status"}, in creation order.
         self.tasks: dict[str, dict[str, Any]] = {}
         self.finished: Any = None

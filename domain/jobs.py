@@ -20,6 +20,28 @@ from domain.task import Task, TaskStatus, identity_key, needs_destination
 from domain.unit_of_work import UnitOfWork
 
 
+class CountedIds(list[str]):
+    """The ids a command that adds tasks answers with (`create`: the job's; `add_tasks`: one
+    task's per task given, in order), and what became of the tasks given: `created` new
+    tasks, `merged` given tasks that equal another (of the same call, or one the job had),
+    and so name that task instead of making one. A list still (`Written.ids`); only the
+    command's first answer has the counts, an idempotent replay answers with the ids alone."""
+
+    def __init__(self, ids: list[str], created: int, merged: int) -> None:
+        super().__init__(ids)
+        self.created = created
+        self.merged = merged
+
+
+def counted_in_new_job(tasks: list[Any] | None) -> CountedIds:
+    """How `create` holds `tasks` in a new job, without writing: a task per distinct source
+    and destination (`created`), the rest merged into them. What a replayed createJob answers
+    with, since its input is the first one's."""
+    specs = task_specs("tasks", tasks)
+    distinct = {identity_key(spec.source, spec.destination) for spec in specs}
+    return CountedIds([], created=len(distinct), merged=len(specs) - len(distinct))
+
+
 class JobCommands(Service):
     """The commands on jobs and their tasks (`ledger.jobs`). Each takes `actor=` and
     answers with `Written`: the job's id, or the ids of the tasks it added or changed."""
@@ -43,9 +65,9 @@ class JobCommands(Service):
         fields["code"] = job_code(fields["code"], fields["source"], specs)
         job = uow.add(Job(**fields, queue_id=str(target.id)))
         target.add_job(str(job.id), "created")
-        _add_tasks(uow, job, specs, allow_duplicates=True)
+        added = _add_tasks(uow, job, specs, allow_duplicates=True)
         settle(uow, job)
-        return [str(job.id)]
+        return CountedIds([str(job.id)], added.created, added.merged)
 
     @command
     def update(
@@ -214,7 +236,7 @@ def _change_phase(uow: UnitOfWork, job_ids: list[str], cutoff: datetime, phase: 
     return moved
 
 
-def _add_tasks(uow: UnitOfWork, job: Job, specs: list[TaskSpec], *, allow_duplicates: bool) -> list[str]:
+def _add_tasks(uow: UnitOfWork, job: Job, specs: list[TaskSpec], *, allow_duplicates: bool) -> CountedIds:
     ids: list[str] = []
     new: list[tuple[Task, str]] = []
     known = job.task_ids_by_key()  # the job's tasks and, as they are made, the new ones
@@ -250,7 +272,7 @@ def _add_tasks(uow: UnitOfWork, job: Job, specs: list[TaskSpec], *, allow_duplic
         job.add_tasks(
             [{"id": str(t.id), "uri": t.uri, "key": key, "size": t.size, "status": str(t.status)} for t, key in new]
         )
-    return ids
+    return CountedIds(ids, created=len(new), merged=len(specs) - len(new))
 
 
 def _retry_task(job: Job, task: Task) -> None:

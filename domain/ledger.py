@@ -4,6 +4,7 @@ who they are (`ledger.identity`: users, groups, tokens)."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -52,10 +53,13 @@ class Ledger(Application[Any]):
         self.store.prepare()
         # Called with the newest position after every save (the projection runner wakes on it).
         self.after_save: list[Callable[[int], None]] = []
+        # Called with what each save recorded (api.metrics counts the events appended).
+        self.after_record: list[Callable[[list[Recording[Any]]], None]] = []
         with self.store.schema_lock():
             super().__init__(env={**self.store.env, **(env or {})})
             self.loader = Loader(self.repository, threading.Lock(), self.select_events_after)
-            runner = Runner(self, self.loader, retry_turn=threading.Lock())
+            grouped = os.environ.get("JOBLEDGER_GROUP_COMMIT", "on").lower() not in ("off", "0", "false", "no")
+            runner = Runner(self, self.loader, retry_turn=threading.Lock(), group_commit=grouped)
             self.queues = QueueCommands(runner)
             self.jobs = JobCommands(runner)
             self.dispatch = DispatchCommands(runner, turn=threading.Lock())
@@ -79,6 +83,8 @@ class Ledger(Application[Any]):
         self._take_snapshots(processing_event)
         self._notify(recordings)
         if recordings:
+            for hook in self.after_record:
+                hook(recordings)
             for listener in self.after_save:
                 listener(recordings[-1].notification.id)
         return recordings

@@ -35,6 +35,12 @@ class ExecutionMode(StrEnum):
 class Queue(LedgerAggregate):
     """An ordered list of jobs with a priority that its jobs inherit unless they set their own."""
 
+    # A snapshot taken before queues had a retry policy lacks these: none set.
+    retry_delay: float | None = None
+    retry_backoff: float | None = None
+    retry_max_delay: float | None = None
+    retry_jitter: float | None = None
+
     @event("Created")
     def __init__(
         self,
@@ -52,6 +58,11 @@ class Queue(LedgerAggregate):
         parent_id: str | None,
         default: bool,
         group: str = ADMINS_GROUP,  # queues recorded before groups owned them are the admins'
+        # Its retry policy (`domain.retry`); None: the default's. Absent from older events.
+        retry_delay: float | None = None,
+        retry_backoff: float | None = None,
+        retry_max_delay: float | None = None,
+        retry_jitter: float | None = None,
     ) -> None:
         self.code = code
         self.group = group
@@ -66,6 +77,8 @@ class Queue(LedgerAggregate):
         self.idle_timeout_s = idle_timeout_s
         self.execution_mode = ExecutionMode(execution_mode)
         self.max_attempts = max_attempts
+        self.retry_delay, self.retry_backoff = retry_delay, retry_backoff
+        self.retry_max_delay, self.retry_jitter = retry_max_delay, retry_jitter
         self.parent_id = parent_id
         self.default = default
         self.children: list[str] = []

@@ -133,6 +133,14 @@ def check_number(field: str, value: object, lowest: float, most: float) -> float
     return value
 
 
+def check_optional_number(field: str, value: object, lowest: float, most: float) -> float | None:
+    """None (not set: inherited or the default), or a finite number from `lowest` to
+    `most`, kept as a float (a retry policy's seconds, factor and share)."""
+    if value is None:
+        return None
+    return float(check_number(field, value, lowest, most))
+
+
 def check_json(field: str, value: object, *, most_bytes: int = MAX_JSON_BYTES) -> Any:
     """Any JSON value (object, array, string, number, true, false, null) that both stores
     can hold: at most `most_bytes` as compact UTF-8 JSON and MAX_JSON_DEPTH levels deep,

@@ -13,7 +13,8 @@ from eventsourcing.domain import event
 
 from domain.base import LedgerAggregate
 from domain.errors import ConflictError, InvalidTransitionError, ValidationError
-from domain.limits import MAX_PATH
+from domain.limits import MAX_BYTES, MAX_PATH
+from domain.retry import RetryPolicy
 from domain.rules import DEFAULT_PRIORITY, check_json_object, check_string, shown
 
 
@@ -107,6 +108,14 @@ def stored_key(key: str) -> str:
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
+def bytes_of(result: object) -> int | None:
+    """The `bytes` a task's result names, when it is a number of bytes (0 to MAX_BYTES)."""
+    found = result.get("bytes") if isinstance(result, dict) else None
+    if isinstance(found, bool) or not isinstance(found, int) or not 0 <= found <= MAX_BYTES:
+        return None
+    return found
+
+
 def needs_destination(source: object) -> bool:
     return not (isinstance(source, dict) and source.get("kind") == "command")
 
@@ -145,6 +154,8 @@ class Task(LedgerAggregate):
         self.lease_expires: Any = None
         self.lease_seconds = 0
         self.lease_renewed: Any = None
+        # When it may run again after a failed attempt (`domain.retry`); None: at once.
+        self.retry_at: datetime | None = None
 
     class StatusChanged(LedgerAggregate.Event):
         previous: str
@@ -161,6 +172,7 @@ class Task(LedgerAggregate):
                 task.progress = 0
             if task.status not in IN_FLIGHT:
                 task.lease_id = task.lease_expires = None
+            task.retry_at = None  # held, released or queued by hand: no wait left
 
     # One event name per status, so the history reads `Task.Excluded`, `Task.Done`, ...
     class Pending(StatusChanged):
@@ -209,6 +221,10 @@ class Task(LedgerAggregate):
 
     # -- leases ----------------------------------------------------------------
 
+    def is_due(self, now: datetime) -> bool:
+        """Not waiting to retry: no retry time, or it has come."""
+        return self.retry_at is None or self.retry_at <= now
+
     def check_lease(self, lease_id: str, now: datetime) -> None:
         """The lease is this task's live one: not finished, released or expired."""
         if self.lease_id != lease_id or self.status not in IN_FLIGHT:
@@ -230,6 +246,7 @@ class Task(LedgerAggregate):
             task.worker, task.lease_id, task.lease_expires = self.worker, self.lease_id, self.expires
             task.lease_seconds, task.lease_renewed = self.lease_seconds, self.timestamp
             task.progress, task.finished, task.result = 0, None, None
+            task.retry_at = None
 
     class LeaseRenewed(LedgerAggregate.Event):
         lease_id: str
@@ -237,27 +254,40 @@ class Task(LedgerAggregate):
         progress: int | None
         bytes_done: int | None
         speed: float | None
+        # The source's size as the worker measured it (events recorded before it was
+        # reported have none: the class default).
+        size: int | None = None
 
         def apply(self, task: Task) -> None:
             task.lease_expires, task.lease_renewed = self.expires, self.timestamp
             if self.progress is not None:
                 task.progress = self.progress
+            if self.size is not None:
+                task.size = self.size
 
     class Completed(LedgerAggregate.Event):
         lease_id: str
         result: Any
+        size: int | None = None  # learnt from the result's `bytes` while the size was unknown
 
         def apply(self, task: Task) -> None:
             task.status, task.progress, task.result, task.error = S.DONE, 100, self.result, None
+            learnt = self.size if self.size is not None else bytes_of(self.result)  # older events: the result's
+            if learnt is not None and task.size < 0:
+                task.size = learnt
             task.finished = self.timestamp
             task.lease_id = task.lease_expires = None
+            task.retry_at = None
 
     class AttemptFailed(LedgerAggregate.Event):
-        """The worker failed (or the lease expired, or was released): queued again, or FAILED."""
+        """The worker failed (or the lease expired, or was released): queued again, or FAILED.
+        Queued again, it may be claimed from `retry_at` on (None: at once, as in events
+        recorded before retries waited)."""
 
         lease_id: str
         error: str | None
         status: str
+        retry_at: datetime | None = None
 
         def apply(self, task: Task) -> None:
             task.status = TaskStatus(self.status)
@@ -265,6 +295,7 @@ class Task(LedgerAggregate):
                 task.error = self.error
             task.finished = self.timestamp if task.status == S.FAILED else None
             task.lease_id = task.lease_expires = None
+            task.retry_at = self.retry_at
 
     class LeaseExpired(AttemptFailed):
         pass
@@ -277,6 +308,8 @@ class Task(LedgerAggregate):
     def claim(self, worker: str, lease_seconds: int, now: datetime) -> str:
         if self.status != S.QUEUED:
             raise ConflictError(f"task {self.uri} is {self.status}, not QUEUED")
+        if self.retry_at is not None and self.retry_at > now:
+            raise ConflictError(f"task {self.uri} waits to retry until {self.retry_at.isoformat()}")
         lease_id = f"{self.id}.{uuid4().hex[:12]}"
         self.trigger_event(
             self.Claimed,
@@ -288,14 +321,24 @@ class Task(LedgerAggregate):
         return lease_id
 
     def renew(
-        self, lease_id: str, now: datetime, progress: int | None, bytes_done: int | None, speed: float | None
+        self,
+        lease_id: str,
+        now: datetime,
+        progress: int | None,
+        bytes_done: int | None,
+        speed: float | None,
+        size: int | None = None,
     ) -> bool:
-        """Extend the lease; coalesced to one event a second unless the lease runs short."""
+        """Extend the lease; coalesced to one event a second unless the lease runs short or
+        the worker reports a size the task did not have (the size is recorded at once)."""
         self.check_lease(lease_id, now)
+        measured = size if size is not None and size != self.size else None
         if self.status == S.BOOTING:
             self.trigger_event(Task.Executing, previous=str(self.status), status=str(S.EXECUTING))
-        elif (now - self.lease_renewed).total_seconds() < 1 and (
-            (self.lease_expires - now).total_seconds() > self.lease_seconds / 2
+        elif (
+            measured is None
+            and (now - self.lease_renewed).total_seconds() < 1
+            and ((self.lease_expires - now).total_seconds() > self.lease_seconds / 2)
         ):
             return False
         self.trigger_event(
@@ -305,18 +348,36 @@ class Task(LedgerAggregate):
             progress=progress,
             bytes_done=bytes_done,
             speed=speed,
+            size=measured,
         )
         return True
 
     def complete(self, lease_id: str, now: datetime, result: Any) -> None:
+        """Done, with its result; a task whose size is still unknown takes the `bytes` its
+        result names (a transfer's result says how many it moved)."""
         self.check_lease(lease_id, now)
-        self.trigger_event(self.Completed, lease_id=lease_id, result=result)
+        learnt = bytes_of(result) if self.size < 0 else None
+        self.trigger_event(self.Completed, lease_id=lease_id, result=result, size=learnt)
 
-    def fail_attempt(self, lease_id: str, error: str | None, *, final: bool, how: str = "failed") -> None:
-        """End the lease without success: FAILED if `final`, else queued again."""
+    def fail_attempt(
+        self,
+        lease_id: str,
+        error: str | None,
+        *,
+        final: bool,
+        how: str = "failed",
+        retry: RetryPolicy | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """End the lease without success: FAILED if `final`, else queued again, to run
+        from the time `retry` draws for the next attempt (at once without a policy: a
+        lease given back unworked)."""
         event = {"failed": self.AttemptFailed, "expired": self.LeaseExpired, "released": self.LeaseReleased}[how]
         status = S.FAILED if final else S.QUEUED
-        self.trigger_event(event, lease_id=lease_id, error=error, status=str(status))
+        retry_at = None
+        if not final and retry is not None and now is not None:
+            retry_at = retry.next_attempt(now, self.attempts)
+        self.trigger_event(event, lease_id=lease_id, error=error, status=str(status), retry_at=retry_at)
 
     @event("Retried")
     def retry(self, status: str) -> None:
@@ -326,6 +387,7 @@ class Task(LedgerAggregate):
         self.error = None
         self.finished = None
         self.progress = 0
+        self.retry_at = None
 
     @event("Updated")
     def update(self, changes: dict[str, Any]) -> None:

@@ -121,13 +121,22 @@ def parse_id(kind: str, value: object) -> UUID:
         raise NotFoundError(kind, value) from None
 
 
-class UnitOfWork:
-    """Loads each aggregate at most once per command and remembers it for the save."""
+class NeedsStoredEvents(Exception):
+    """A command of a group commit (`domain.group_commit`) asked for the stored events of an
+    aggregate its batch changed but has not saved yet: it must run on its own, after the save."""
 
-    def __init__(self, loader: Loader) -> None:
+
+class UnitOfWork:
+    """Loads each aggregate at most once per command and remembers it for the save.
+
+    In a group commit, `overlay` holds the aggregates the batch's earlier commands changed, as
+    they left them: this command works on copies of those instead of loading them."""
+
+    def __init__(self, loader: Loader, overlay: dict[UUID, LedgerAggregate] | None = None) -> None:
         self.loader = loader
         self._loaded: dict[UUID, LedgerAggregate] = {}
         self._missing: set[UUID] = set()
+        self._overlay = overlay if overlay is not None else {}
 
     def prefetch(
         self, cls: type[A], aggregate_ids: list[Any], related: Callable[[Any], list[UUID]] | None = None
@@ -143,7 +152,9 @@ class UnitOfWork:
                 uid = parse_id(cls.__name__, value)
             except NotFoundError:
                 continue
-            if uid not in self._loaded and uid not in self._missing:
+            if uid in self._overlay:
+                self._loaded.setdefault(uid, deepcopy(self._overlay[uid]))
+            elif uid not in self._loaded and uid not in self._missing:
                 wanted.append(uid)
         if not wanted:
             return
@@ -159,6 +170,8 @@ class UnitOfWork:
         kind = cls.__name__
         uid = parse_id(kind, aggregate_id)
         found = self._loaded.get(uid)
+        if found is None and uid in self._overlay:
+            found = self._loaded[uid] = deepcopy(self._overlay[uid])
         if found is None:
             if uid in self._missing:
                 raise NotFoundError(kind, aggregate_id)
@@ -181,6 +194,8 @@ class UnitOfWork:
 
     def stored_events(self, aggregate: LedgerAggregate) -> Iterable[Any]:
         """The aggregate's stored events up to the version this command loaded."""
+        if aggregate.id in self._overlay:
+            raise NeedsStoredEvents(aggregate.id)
         return self.loader.events_of(aggregate.id, up_to=aggregate.version)
 
     def add(self, aggregate: A) -> A:

@@ -1,7 +1,8 @@
 """What each verb does, written once for the sync and the async client.
 
 A plan is a generator that yields steps and receives their answers: `Call`
-(a query or mutation; answered with its `data`), `Open` (a subscription;
+(a query or mutation; answered with its `data`, or with an `Answer` of its data and
+extensions when it asks for them), `Open` (a subscription;
 answered with a stream), `Next` (the stream's next `data`, or None when it
 ended) and `Emit` (a result for the caller of an iterator). The clients drive
 plans: `Client` with blocking calls, `AsyncClient` with awaits. Nothing here
@@ -29,7 +30,17 @@ from jobledger_client._inputs import (
     to_input,
 )
 from jobledger_client.errors import NotFound, Validation
-from jobledger_client.models import Event, Job, JobProgress, Queue, Task, TaskLease
+from jobledger_client.models import (
+    AddedTasks,
+    Event,
+    Job,
+    JobProgress,
+    Queue,
+    SubmittedJob,
+    Task,
+    TaskCounts,
+    TaskLease,
+)
 
 T = TypeVar("T")
 Plan = Generator[Any, Any, T]
@@ -39,6 +50,14 @@ MAX_PAGE = 500
 class Call(NamedTuple):
     document: str
     variables: dict[str, Any]
+    extensions: bool = False  # answered with an Answer (data and extensions), not the data alone
+
+
+class Answer(NamedTuple):
+    """A Call's answer when it asked for the extensions too."""
+
+    data: dict[str, Any]
+    extensions: dict[str, Any]
 
 
 class Open(NamedTuple):
@@ -237,8 +256,11 @@ def jobs(
     yield from pages(doc.JOBS, variables, Job.parse, listing, page_size=page_size, max_items=max_items)
 
 
-def create_job(fields: Mapping[str, Any]) -> Plan[Job]:
-    return (yield from call(doc.CREATE_JOB, {"input": to_input(fields)}, "createJob", Job.parse))
+def create_job(fields: Mapping[str, Any]) -> Plan[SubmittedJob]:
+    """The job made, with how many of its tasks were created and how many merged."""
+    answer = yield Call(doc.CREATE_JOB, {"input": to_input(fields)}, extensions=True)
+    job = Job.parse(answer.data["createJob"])
+    return SubmittedJob.of(job, TaskCounts.of(answer.extensions, "createJob"))
 
 
 def update_job(id: str, changes: Mapping[str, Any]) -> Plan[Job]:
@@ -264,9 +286,11 @@ def tasks(
     yield from pages(doc.TASKS, variables, Task.parse, listing, page_size=page_size, max_items=max_items)
 
 
-def add_tasks(job_id: str, items: Iterable[Any], allow_duplicates: bool = True) -> Plan[list[Task]]:
+def add_tasks(job_id: str, items: Iterable[Any], allow_duplicates: bool = True) -> Plan[AddedTasks]:
     variables = {"jobId": str(job_id), "tasks": [task_input(t) for t in items], "allowDuplicates": allow_duplicates}
-    return (yield from call_list(doc.ADD_TASKS, variables, "addTasks", Task.parse))
+    answer = yield Call(doc.ADD_TASKS, variables, extensions=True)
+    tasks = [Task.parse(node) for node in answer.data["addTasks"]]
+    return AddedTasks(tasks, TaskCounts.of(answer.extensions, "addTasks"))
 
 
 def update_tasks(job_id: str, updates: Iterable[Mapping[str, Any]]) -> Plan[list[Task]]:
@@ -363,8 +387,10 @@ def claim(worker: str, queues: Sequence[str] | None, limit: int, lease_seconds: 
     return (yield from call_list(doc.CLAIM, variables, "claimTasks", TaskLease.parse))
 
 
-def heartbeat(lease_id: str, progress: int | None, bytes_done: int | None, speed: float | None) -> Plan[TaskLease]:
-    variables = given(leaseId=str(lease_id), progress=progress, bytesDone=bytes_done, speed=speed)
+def heartbeat(
+    lease_id: str, progress: int | None, bytes_done: int | None, speed: float | None, size: int | None = None
+) -> Plan[TaskLease]:
+    variables = given(leaseId=str(lease_id), progress=progress, bytesDone=bytes_done, speed=speed, size=size)
     return (yield from call(doc.HEARTBEAT, variables, "heartbeat", TaskLease.parse))
 
 

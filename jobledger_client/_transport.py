@@ -9,6 +9,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -80,16 +81,39 @@ MAYBE_SENT = (httpx.TransportError, TimeoutError)
 PERMANENT = (httpx.UnsupportedProtocol, httpx.ProxyError, httpx.LocalProtocolError, httpx.InvalidURL)
 
 
+def http_status(status: int) -> str:
+    """`404 Not Found`; the bare number for a status HTTP does not name."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
+def http_failure(url: str, status: int) -> str:
+    """An HTTP answer that is not GraphQL, named by its status, and what it likely means."""
+    said = f"HTTP {http_status(status)} from {url}"
+    if status in RETRIED_STATUSES:
+        return f"{said}: the service, or a proxy in front of it, cannot answer now"
+    return f"{said}, not a GraphQL answer: is that the jobledger server's address (its /graphql)?"
+
+
 def transport_failure(url: str, exc: BaseException) -> Unavailable:
     """What a request that got no GraphQL answer raises: Unavailable when it never left (or
-    got an HTTP answer that is not GraphQL: its status in `details`), OutcomeUnknown when it
-    may have left. `details["retry"]` says whether sending it again may help."""
+    got an HTTP answer that is not GraphQL: named by its status, which `details` holds),
+    OutcomeUnknown when it may have left. `details["retry"]` says whether sending it again
+    may help."""
     status = getattr(exc, "code", None)
     if isinstance(status, int):
         details = {"url": url, "status": status, "retry": status in RETRIED_STATUSES}
-        return Unavailable(f"no GraphQL answer from {url}: {exc}", details=details)
+        return Unavailable(http_failure(url, status), details=details)
     cause = exc.__cause__ if isinstance(exc, TransportError) and exc.__cause__ is not None else exc
-    if isinstance(cause, PERMANENT) or isinstance(exc, TransportProtocolError):
+    if isinstance(exc, TransportProtocolError):  # an answer, but not GraphQL (a web page, say)
+        return Unavailable(
+            f"the answer from {url} is not GraphQL ({first_line(exc)}): is that the jobledger server's address "
+            "(its /graphql)?",
+            details={"url": url, "retry": False},
+        )
+    if isinstance(cause, PERMANENT):
         return Unavailable(f"no GraphQL answer from {url}: {exc}", details={"url": url, "retry": False})
     if isinstance(cause, MAYBE_SENT) and not isinstance(cause, NOT_SENT):
         return OutcomeUnknown(
@@ -98,6 +122,12 @@ def transport_failure(url: str, exc: BaseException) -> Unavailable:
             details={"url": url, "retry": True},
         )
     return Unavailable(f"no GraphQL answer from {url}: {exc}", details={"url": url, "retry": True})
+
+
+def first_line(exc: BaseException, most: int = 120) -> str:
+    """The start of an exception's message (gql's quote the whole page they were answered)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 class Stream:

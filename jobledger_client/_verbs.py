@@ -18,7 +18,18 @@ from jobledger_client._accsyn import AccsynVerbs
 from jobledger_client._inputs import UNSET, given, settable
 from jobledger_client._plans import Listing, queue_jobs
 from jobledger_client._results import ResultIterator
-from jobledger_client.models import Event, Job, JobProgress, Queue, QueueSettings, Task, TaskLease
+from jobledger_client.models import (
+    AddedTasks,
+    Event,
+    Job,
+    JobProgress,
+    Queue,
+    QueueSettings,
+    RetrySettings,
+    SubmittedJob,
+    Task,
+    TaskLease,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -132,11 +143,16 @@ class Verbs(AccsynVerbs):
         metadata: dict[str, Any] | None = None,
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
-    ) -> Job:
+        **retry: Unpack[RetrySettings],
+    ) -> SubmittedJob:
         """Submit a job to `queue` (id or code; the default queue when None). `tasks` are paths
         or dicts with source (and destination, size, priority, metadata). `status` may be
-        "init" (the default), "pending", "waiting" or "paused". Sent again with the same
-        `idempotency_key` (within 24 h), it answers with the job it made the first time."""
+        "init" (the default), "pending", "waiting" or "paused". Its own retry policy
+        (`RetrySettings`: retry_delay, retry_backoff, retry_max_delay, retry_jitter) overrides
+        its queue's part by part. Sent again with the same
+        `idempotency_key` (within 24 h), it answers with the job it made the first time.
+        Tasks equal to another (same source and destination) are merged into one: the job's
+        `task_counts` says how many were created and how many merged (None on a replay)."""
         fields = given(
             queue=queue,
             tasks=list(tasks) if tasks is not None else None,
@@ -147,6 +163,7 @@ class Verbs(AccsynVerbs):
             priority=priority,
             metadata=metadata,
             max_attempts=max_attempts,
+            **settable(RetrySettings, retry, "create_job"),
         )
         return self._run(plans.create_job(fields), idempotency_key)  # type: ignore[no-any-return]
 
@@ -161,10 +178,12 @@ class Verbs(AccsynVerbs):
         destination: str = UNSET,
         max_attempts: int | None = UNSET,
         idempotency_key: str | None = None,
+        **retry: Unpack[RetrySettings],
     ) -> Job:
         """Change a job: status ("pending", "waiting", "paused", "aborted", "done"), priority,
-        metadata, queue (move it), destination. Raises InvalidTransition for a status it may
-        not take from its current one."""
+        metadata, queue (move it), destination, max_attempts, the parts of its retry policy
+        (`RetrySettings`; None gives a part back to its queue). Raises InvalidTransition for a
+        status it may not take from its current one."""
         changes = {
             "status": status,
             "priority": priority,
@@ -172,6 +191,7 @@ class Verbs(AccsynVerbs):
             "queue": queue,
             "destination": destination,
             "max_attempts": max_attempts,
+            **settable(RetrySettings, retry, "update_job"),
         }
         return self._run(plans.update_job(id, changes), idempotency_key)  # type: ignore[no-any-return]
 
@@ -180,7 +200,10 @@ class Verbs(AccsynVerbs):
         return self.update_job(id, status="PAUSED", idempotency_key=idempotency_key)
 
     def resume_job(self, id: str, *, idempotency_key: str | None = None) -> Job:
-        """Let a paused (or aborted, failed, done) job run again (WAITING)."""
+        """Set a job WAITING: a paused one runs on; the service also runs a finished one again
+        (an aborted or failed one retries what did not finish, a done one runs every task
+        again). The `jobledger` command line resumes paused jobs only and reruns finished ones
+        with `job rerun`, which asks first for a done one."""
         return self.update_job(id, status="WAITING", idempotency_key=idempotency_key)
 
     def abort_job(self, id: str, *, idempotency_key: str | None = None) -> Job:
@@ -207,10 +230,11 @@ class Verbs(AccsynVerbs):
 
     def add_tasks(
         self, job_id: str, tasks: Iterable[Any], allow_duplicates: bool = True, *, idempotency_key: str | None = None
-    ) -> list[Task]:
+    ) -> AddedTasks:
         """Add tasks (paths, or dicts with source, destination, size, priority, metadata) to a job.
         A task equal to an existing one (same source and destination) retries that one, or is
-        refused with Conflict when allow_duplicates is False."""
+        refused with Conflict when allow_duplicates is False. The answer holds one task per
+        task given, and `task_counts`: how many were created, how many merged."""
         return self._run(plans.add_tasks(job_id, tasks, allow_duplicates), idempotency_key)  # type: ignore[no-any-return]
 
     def update_tasks(
@@ -269,12 +293,18 @@ class Verbs(AccsynVerbs):
         return self._run(plans.claim(worker, queues, limit, lease_seconds), idempotency_key)  # type: ignore[no-any-return]
 
     def heartbeat(
-        self, lease_id: str, progress: int | None = None, bytes_done: int | None = None, speed: float | None = None
+        self,
+        lease_id: str,
+        progress: int | None = None,
+        bytes_done: int | None = None,
+        speed: float | None = None,
+        size: int | None = None,
     ) -> TaskLease:
-        """Renew a lease and report progress (0..100), bytes done and speed (MB/s). Raises
-        Conflict (or NotFound) when the lease is over: the job was aborted or the lease expired.
-        Sent without an idempotency key: renewing a lease twice does no harm."""
-        return self._run(plans.heartbeat(lease_id, progress, bytes_done, speed))  # type: ignore[no-any-return]
+        """Renew a lease and report progress (0..100), bytes done, speed (MB/s) and the size
+        of the task's source in bytes, as measured (recorded on the task). Raises Conflict (or
+        NotFound) when the lease is over: the job was aborted or the lease expired. Sent
+        without an idempotency key: renewing a lease twice does no harm."""
+        return self._run(plans.heartbeat(lease_id, progress, bytes_done, speed, size))  # type: ignore[no-any-return]
 
     def complete(self, lease_id: str, result: Any = None, *, idempotency_key: str | None = None) -> Task:
         """Finish a leased task successfully, with an optional JSON result."""
@@ -290,7 +320,7 @@ class Verbs(AccsynVerbs):
 
     # -- Dioptra ----------------------------------------------------------------------
 
-    def submit(self, queue: str, tasks: Iterable[Any] | None = None, **fields: Any) -> Job:
+    def submit(self, queue: str, tasks: Iterable[Any] | None = None, **fields: Any) -> SubmittedJob:
         """Dioptra's job submission: a new job in `queue` (id or code), with `tasks` and any
         other field of create_job (code, destination, status, priority, metadata...)."""
         return self.create_job(queue=queue, tasks=tasks, **fields)

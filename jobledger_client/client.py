@@ -36,7 +36,7 @@ from gql.transport.httpx import HTTPXAsyncTransport, HTTPXTransport
 from jobledger_client import documents as doc
 from jobledger_client._anyscale import JobQueues
 from jobledger_client._dioptra import QueuesCollection
-from jobledger_client._plans import Call, Emit, Listing, Next, Open, Plan
+from jobledger_client._plans import Answer, Call, Emit, Listing, Next, Open, Plan
 from jobledger_client._results import AsyncResultIterator, ResultIterator
 from jobledger_client._transport import DEFAULT_URL, LoopThread, Settings, Stream, transport_failure
 from jobledger_client._verbs import Verbs
@@ -116,21 +116,24 @@ class Client(Verbs):
         A mutation goes with `idempotency_key`, else a fresh key, the same in every attempt."""
         return self._execute(document, variables, idempotency_key or Keys().for_document(document))
 
-    def _execute(self, document: str, variables: Mapping[str, Any] | None, key: str | None) -> dict[str, Any]:
+    def _execute(
+        self, document: str, variables: Mapping[str, Any] | None, key: str | None, extensions: bool = False
+    ) -> Any:
+        """The answer's data (an `Answer` of its data and extensions when `extensions`)."""
         try:
-            return self.retry.call(self._send, document, variables, key)
+            return self.retry.call(self._send, document, variables, key, extensions)
         except JobledgerError as exc:
             exc.idempotency_key = key
             raise
 
-    def _send(self, document: str, variables: Mapping[str, Any] | None, key: str | None) -> dict[str, Any]:
+    def _send(self, document: str, variables: Mapping[str, Any] | None, key: str | None, extensions: bool) -> Any:
         with self._lock:
             if self._session is None:
                 self._session = self._gql.connect_sync()
             session = self._session
         request = GraphQLRequest(doc.parsed(document), variable_values=dict(variables or {}))
         try:
-            return session.execute(request, **keyed(key))  # type: ignore[no-any-return]
+            return answered(session.execute(request, get_execution_result=True, **keyed(key)), extensions)
         except TransportQueryError as exc:
             raise error_from(exc.errors or [{"message": str(exc)}]) from None
         except (TransportError, httpx.HTTPError, OSError) as exc:
@@ -144,7 +147,7 @@ class Client(Verbs):
 
     def _step(self, step: Any, streams: list[Stream], keys: Keys) -> Any:
         if isinstance(step, Call):
-            return self._execute(step.document, step.variables, keys.for_document(step.document))
+            return self._execute(step.document, step.variables, keys.for_document(step.document), step.extensions)
         if isinstance(step, Open):
             stream = Stream(self._settings, step.document, step.variables)
             streams.append(stream)
@@ -256,14 +259,17 @@ class AsyncClient(Verbs):
         A mutation goes with `idempotency_key`, else a fresh key, the same in every attempt."""
         return await self._execute(document, variables, idempotency_key or Keys().for_document(document))
 
-    async def _execute(self, document: str, variables: Mapping[str, Any] | None, key: str | None) -> dict[str, Any]:
+    async def _execute(
+        self, document: str, variables: Mapping[str, Any] | None, key: str | None, extensions: bool = False
+    ) -> Any:
+        """The answer's data (an `Answer` of its data and extensions when `extensions`)."""
         try:
-            return await self.retry.acall(self._send, document, variables, key)
+            return await self.retry.acall(self._send, document, variables, key, extensions)
         except JobledgerError as exc:
             exc.idempotency_key = key
             raise
 
-    async def _send(self, document: str, variables: Mapping[str, Any] | None, key: str | None) -> dict[str, Any]:
+    async def _send(self, document: str, variables: Mapping[str, Any] | None, key: str | None, extensions: bool) -> Any:
         if self._session is None:
             if self._connecting is None:
                 self._connecting = asyncio.Lock()
@@ -272,7 +278,7 @@ class AsyncClient(Verbs):
                     self._session = await self._gql.connect_async()
         request = GraphQLRequest(doc.parsed(document), variable_values=dict(variables or {}))
         try:
-            return await self._session.execute(request, **keyed(key))  # type: ignore[no-any-return]
+            return answered(await self._session.execute(request, get_execution_result=True, **keyed(key)), extensions)
         except TransportQueryError as exc:
             raise error_from(exc.errors or [{"message": str(exc)}]) from None
         except (TransportError, httpx.HTTPError, OSError, TimeoutError) as exc:
@@ -280,7 +286,7 @@ class AsyncClient(Verbs):
 
     async def _step(self, step: Any, streams: list[Stream], keys: Keys) -> Any:
         if isinstance(step, Call):
-            return await self._execute(step.document, step.variables, keys.for_document(step.document))
+            return await self._execute(step.document, step.variables, keys.for_document(step.document), step.extensions)
         if isinstance(step, Open):
             stream = Stream(self._settings, step.document, step.variables)
             streams.append(stream)
@@ -329,6 +335,12 @@ class AsyncClient(Verbs):
 
     def _iter(self, plan: Plan[Any], listing: Listing) -> AsyncResultIterator[Any]:
         return AsyncResultIterator(self._results(plan), listing)
+
+
+def answered(result: Any, extensions: bool) -> Any:
+    """gql's ExecutionResult as a plan wants it: the data, or an `Answer` with the extensions."""
+    data = result.data or {}
+    return Answer(data, dict(result.extensions or {})) if extensions else data
 
 
 def keyed(key: str | None) -> dict[str, Any]:

@@ -113,8 +113,9 @@ CLAIM = (
     + LEASE
 )
 HEARTBEAT = (
-    """mutation Heartbeat($leaseId: ID!, $progress: Int, $bytesDone: Long, $speed: Float) {
-  heartbeat(leaseId: $leaseId, progress: $progress, bytesDone: $bytesDone, speed: $speed) { ...LeaseFields } }"""
+    """mutation Heartbeat($leaseId: ID!, $progress: Int, $bytesDone: Long, $speed: Float, $size: Long) {
+  heartbeat(leaseId: $leaseId, progress: $progress, bytesDone: $bytesDone, speed: $speed, size: $size) {
+    ...LeaseFields } }"""
     + LEASE
 )
 COMPLETE = (

@@ -6,7 +6,8 @@ upper-case strings, e.g. `job.status == "PAUSED"`; datetimes are timezone-aware
 
 A model's fields are the client's one list of an entity's fields: each is read from
 its camelCase key (or the path `at` gives it), converted by its type, and the documents
-select exactly these (`selection`). `QueueSettings` lists what callers set on a queue.
+select exactly these (`selection`). `QueueSettings` lists what callers set on a queue,
+`RetrySettings` the retry policy a queue or a job sets.
 """
 
 from __future__ import annotations
@@ -150,6 +151,11 @@ class Queue(Model):
     idle_timeout_s: int | None
     execution_mode: str  # FIFO | LIFO | PRIORITY
     max_attempts: int | None
+    # Its retry policy; None: the server's default (10 s, x2, at most 600 s, 20 % jitter).
+    retry_delay: float | None
+    retry_backoff: float | None
+    retry_max_delay: float | None
+    retry_jitter: float | None
     total_jobs: int
     successful_jobs: int
     failed_jobs: int
@@ -182,10 +188,32 @@ class Queue(Model):
         return self.state == "SEALED"
 
 
-class QueueSettings(TypedDict, total=False):
-    """The fields of Queue that `create_queue` and `update_queue` set: a new queue takes the
-    server's default for those not given; in an update None clears max_concurrency
-    (unlimited), idle_timeout_s and max_attempts."""
+class RetrySettings(TypedDict, total=False):
+    """A retry policy, as a queue sets it for its jobs and a job for itself (`create_queue`,
+    `update_queue`, `create_job`, `update_job`): the wait after failed attempt n is
+    min(retry_max_delay, retry_delay * retry_backoff ** (n - 1)), less a random share of up
+    to retry_jitter of it. A part a job leaves out (None) is its queue's, one a queue leaves
+    out the server's default (`RETRY_DEFAULTS`); in an update None clears it."""
+
+    retry_delay: float | None  # seconds from a failed attempt to the next (0: at once); None: 10
+    retry_backoff: float | None  # 1 to 10: each further wait this many times longer; None: 2
+    retry_max_delay: float | None  # no wait longer, in seconds; None: 600
+    retry_jitter: float | None  # 0 to 1: share of each wait drawn at random; None: 0.2
+
+
+# The server's policy for the parts neither a job nor its queue sets (`domain.retry.DEFAULT_RETRY`).
+RETRY_DEFAULTS: dict[str, float] = {
+    "retry_delay": 10.0,
+    "retry_backoff": 2.0,
+    "retry_max_delay": 600.0,
+    "retry_jitter": 0.2,
+}
+
+
+class QueueSettings(RetrySettings, total=False):
+    """The fields of Queue that `create_queue` and `update_queue` set (and `RetrySettings`): a
+    new queue takes the server's default for those not given; in an update None clears
+    max_concurrency (unlimited), idle_timeout_s, max_attempts and the parts of the retry policy."""
 
     priority: int  # 0 (lowest) .. 1000 (highest)
     status: str  # "waiting" or "disabled", any case
@@ -218,6 +246,13 @@ class Job(Model):
     etr: str | None
     metadata: dict[str, Any]
     max_attempts: int | None
+    # Its own retry policy; None: its queue's.
+    retry_delay: float | None
+    retry_backoff: float | None
+    retry_max_delay: float | None
+    retry_jitter: float | None
+    time_left: int | None  # seconds until done while it runs; None when unknown or not running
+    reason: str | None  # while it waits or is held: why, in words
     created: datetime
     modified: datetime
     finished: datetime | None
@@ -234,7 +269,48 @@ class Job(Model):
     @property
     def etr_seconds(self) -> int | None:
         """The time left in seconds, when known."""
-        return etr_seconds(self.etr)
+        return self.time_left if self.time_left is not None else etr_seconds(self.etr)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskCounts:
+    """What a createJob or addTasks did with the tasks it was given: `created` new tasks, and
+    `merged` given tasks equal to another (same source and destination, in the same call or
+    already in the job), which name that task instead of making one. From the answer's
+    `extensions.tasks`; an addTasks answer replayed for an idempotency key has none."""
+
+    created: int
+    merged: int
+
+    @classmethod
+    def of(cls, extensions: Mapping[str, Any] | None, key: str) -> TaskCounts | None:
+        """The counts the answer's extensions give for the field answered under `key`."""
+        noted = ((extensions or {}).get("tasks") or {}).get(key)
+        if not isinstance(noted, Mapping):
+            return None
+        return cls(created=int(noted.get("created", 0)), merged=int(noted.get("merged", 0)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SubmittedJob(Job):
+    """The job createJob made, with what became of the tasks it was given (`task_counts`;
+    None from a service that does not say). It equals the same job read later."""
+
+    task_counts: TaskCounts | None = None
+
+    __hash__ = Model.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Job):
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(Job))
+
+    @classmethod
+    def of(cls, job: Job, counts: TaskCounts | None) -> SubmittedJob:
+        return cls(**{f.name: getattr(job, f.name) for f in dataclasses.fields(Job)}, task_counts=counts)
 
 
 @dataclasses.dataclass(frozen=True, eq=True)
@@ -248,16 +324,20 @@ class Task(Model):
     priority: int
     source: Any
     destination: Any
-    size: int
+    size: int  # bytes; -1 while unknown
     progress: int
+    speed: float  # MB/s while it runs
+    time_left: int | None  # seconds until done while it runs; None when unknown or not running
     attempts: int
     worker: str | None
     error: str | None
+    reason: str | None  # while it waits or is held: why, in words
     result: Any
     metadata: dict[str, Any]
     created: datetime
     finished: datetime | None
     time: int | None  # milliseconds it took to execute
+    retry_at: datetime | None  # queued again after a failed attempt: not handed out before
 
     __hash__ = Model.__hash__
 
@@ -309,6 +389,7 @@ class JobProgress(Model):
     speed: float  # MB/s
     etr: str | None  # "Hh:Mm:Ss", None when unknown
     size: int  # bytes, -1 while unknown
+    time_left: int | None  # seconds, None when unknown
 
     __hash__ = Model.__hash__
 
@@ -323,4 +404,14 @@ class JobProgress(Model):
     @property
     def etr_seconds(self) -> int | None:
         """The time left in seconds, when known."""
-        return etr_seconds(self.etr)
+        return self.time_left if self.time_left is not None else etr_seconds(self.etr)
+
+
+class AddedTasks(list[Task]):
+    """The tasks addTasks answers with, one per task given (a merged one names the task it
+    equals), and `task_counts`: how many were created and how many merged (None when the
+    answer was replayed for an idempotency key)."""
+
+    def __init__(self, tasks: list[Task], task_counts: TaskCounts | None) -> None:
+        super().__init__(tasks)
+        self.task_counts = task_counts

@@ -1,17 +1,27 @@
-"""Database URLs: which store a URL names, and eventsourcing's settings for it."""
+"""Database URLs: which store a URL names, and eventsourcing's settings for it.
+
+SQLite files are named the way a `file:` URL names them:
+
+* `sqlite:///var/lib/jobledger.db` — an absolute path (`/var/lib/jobledger.db`); so is
+  `sqlite:////var/lib/jobledger.db`, the form SQLAlchemy writes, and
+  `sqlite://localhost/var/lib/jobledger.db`;
+* `sqlite:jobledger.db`, `sqlite:data/jobledger.db`, `sqlite:./jobledger.db` — relative to
+  the folder the command runs in (no `//`); `sqlite:~/jobledger.db` — in the home folder.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from persistence.faults import db_timeout
 
 SETTING = "JOBLEDGER_DATABASE_URL"
-DEFAULT_DATABASE_URL = "sqlite:///jobledger.db"
+DEFAULT_DATABASE_URL = "sqlite:jobledger.db"  # ./jobledger.db, in the folder the command runs in
 Backend = Literal["sqlite", "postgres", "memory"]
 
 # Only the settings name the recorder: stored events and snapshots name the domain's
@@ -39,6 +49,13 @@ class StoreConfig:
     env: dict[str, str] = field(default_factory=dict)
 
     @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file's absolute path (None for other stores)."""
+        if self.backend != "sqlite":
+            return None
+        return Path(self.env["SQLITE_DBNAME"]).absolute()
+
+    @property
     def display(self) -> str:
         """The URL without its password, for logs."""
         parts = urlsplit(self.url)
@@ -51,10 +68,13 @@ def database_url_from_env() -> str:
     return os.environ.get(SETTING) or DEFAULT_DATABASE_URL
 
 
+SQLITE_FORMS = "sqlite:///absolute/path.db, or sqlite:relative/path.db (from the current folder)"
+
+
 def parse_database_url(url: str) -> StoreConfig:
-    """`sqlite:///path/to/file.db`, `postgresql://user:password@host:port/db?schema=s`, or
-    `memory://` (eventsourcing's in-memory store: events in this process only, for tests).
-    StorageError for anything else."""
+    """`sqlite:///absolute/path.db` or `sqlite:relative/path.db` (see the module's doc),
+    `postgresql://user:password@host:port/db?schema=s`, or `memory://` (eventsourcing's
+    in-memory store: events in this process only, for tests). StorageError for anything else."""
     scheme = urlsplit(url).scheme
     parse = _SCHEMES.get(scheme)
     if parse is None:
@@ -62,10 +82,25 @@ def parse_database_url(url: str) -> StoreConfig:
     return parse(url)
 
 
+def sqlite_file(url: str) -> str:
+    """The file an `sqlite:` URL names: absolute after `//` (an empty or `localhost` host,
+    any number of slashes), relative to the current folder without; `~` is the home folder."""
+    rest = url[len("sqlite:") :].split("?", 1)[0]
+    if rest.startswith("//"):
+        host, slash, path = rest[2:].partition("/")
+        if host not in ("", "localhost"):
+            raise StorageError(f"an SQLite file is on this machine, not on {host!r}: write {SQLITE_FORMS}")
+        path = "/" + path.lstrip("/") if slash else ""
+    else:
+        path = rest
+    path = os.path.expanduser(unquote(path))
+    if path in ("", "/") or path.endswith("/"):
+        raise StorageError(f"an SQLite URL names a file: {SQLITE_FORMS}, e.g. sqlite:///var/lib/jobledger.db")
+    return path
+
+
 def _sqlite(url: str) -> StoreConfig:
-    path = unquote(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else ""
-    if not path:
-        raise StorageError("an SQLite URL looks like sqlite:///path/to/jobledger.db")
+    path = sqlite_file(url)
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": path,

@@ -4,6 +4,7 @@ from its tasks."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from domain.catalogue import DEFAULT_PRIORITY, JOB
@@ -12,6 +13,7 @@ from domain.job import FINISHED
 from projections.batch import Batch, Handler
 from projections.schema import JOBS, QUEUES, TASKS, catalogue_row, column_names, insert, stored
 from projections.stores import Tx, iter_chunks
+from projections.timeleft import format_etr, job_time_left
 
 
 def count(tx: Tx, queue_id: str, status: str, sign: int) -> None:
@@ -181,8 +183,9 @@ def tasks_changed(tx: Tx, r: Record, batch: Batch) -> None:
 
 
 def roll_up(tx: Tx, job_ids: set[str]) -> None:
-    """Recompute size, progress, speed and etr of jobs whose tasks changed in this batch,
-    from sums the database makes over their counted tasks (one row per job, not per task)."""
+    """Recompute size, progress, speed, the bytes still to move, when the run started and etr
+    of jobs whose tasks changed in this batch, from sums the database makes over their
+    counted tasks (one row per job, not per task)."""
     for chunk in iter_chunks(sorted(job_ids), 500):
         marks = ", ".join("?" * len(chunk))
         for row in tx.all(
@@ -190,16 +193,26 @@ def roll_up(tx: Tx, job_ids: set[str]) -> None:
             " SUM(CASE WHEN t.size < 1 THEN 1 ELSE t.size END) AS weight,"
             " SUM(CASE WHEN t.size < 1 THEN 1 ELSE t.size END * t.progress) AS weighted_done,"
             " SUM(t.progress) AS done, SUM(t.speed) AS speed,"
-            " SUM(CASE WHEN t.status <> 'DONE' THEN 1 ELSE 0 END) AS unfinished"
+            " SUM(CASE WHEN t.status <> 'DONE' THEN 1 ELSE 0 END) AS unfinished,"
+            " SUM(CASE WHEN t.status = 'DONE' OR t.bytes_done >= t.size THEN 0"
+            " ELSE t.size - t.bytes_done END) AS remaining,"
+            f" MIN(CASE WHEN t.status IN ({RAN}) THEN t.started END) AS started"
             f" FROM {JOBS} j LEFT JOIN {TASKS} t ON t.job_id = j.id AND t.status <> 'EXCLUDED'"
             f" WHERE j.id IN ({marks}) GROUP BY j.id, j.status",
             chunk,
         ):
             size, progress, speed, etr = summarise(row)
+            remaining = int(row["remaining"] or 0) if size >= 0 else -1
             tx.later(
-                f"UPDATE {JOBS} SET size = ?, progress = ?, speed = ?, etr = ? WHERE id = ?",
-                (size, progress, speed, etr, row["id"]),
+                f"UPDATE {JOBS} SET size = ?, progress = ?, speed = ?, etr = ?, remaining = ?, started = ?"
+                " WHERE id = ?",
+                (size, progress, speed, etr, remaining, row["started"], row["id"]),
             )
+
+
+# Statuses of a task whose `started` belongs to the job's current run (one queued again
+# keeps the start of an attempt that is over).
+RAN = "'BOOTING', 'EXECUTING', 'DONE', 'FAILED'"
 
 
 def summarise(sums: dict[str, Any]) -> tuple[int, int, float, str | None]:
@@ -208,7 +221,9 @@ def summarise(sums: dict[str, Any]) -> tuple[int, int, float, str | None]:
 
     Every task weighs at least one byte, so an empty file still counts; while any size is
     unknown every task weighs the same. A job shows 100 only when it is DONE or all of its
-    counted tasks are."""
+    counted tasks are. The etr kept here is the one by bytes alone (it does not depend on
+    when the events are applied); the API adds the one by progress rate
+    (`projections.timeleft`)."""
     count, status = int(sums["tasks"]), str(sums["status"])
     known = count > 0 and int(sums["min_size"]) >= 0
     size = int(sums["size"]) if known else -1
@@ -219,16 +234,10 @@ def summarise(sums: dict[str, Any]) -> tuple[int, int, float, str | None]:
     elif progress >= 100 and int(sums["unfinished"]):
         progress = 99
     speed = 0.0 if status in FINISHED or not count else round(float(sums["speed"]), 3)
-    etr = None
-    if speed > 0 and size > 0:
-        etr = format_etr(size * (100 - progress) / 100 / (speed * 1_000_000))
+    remaining = int(sums.get("remaining") or 0) if known else -1
+    row = {"status": status, "progress": progress, "speed": speed, "remaining": remaining}
+    etr = format_etr(job_time_left(row, datetime.now(UTC))) if remaining >= 0 else None
     return size, int(progress), speed, etr
-
-
-def format_etr(seconds: float) -> str:
-    """Time left in the seeds' form: `0h:04m:10s`."""
-    whole = max(0, round(seconds))
-    return f"{whole // 3600}h:{whole % 3600 // 60:02d}m:{whole % 60:02d}s"
 
 
 HANDLERS: dict[str, Handler] = {

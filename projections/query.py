@@ -25,7 +25,7 @@ from domain.task import TaskStatus
 from projections.claims import ClaimCandidates, owned_by
 from projections.schema import GROUPS, JOBS, QUEUES, TASKS, nullable
 from projections.stores import ReadStore, Row
-from projections.where import QMARK, Field, compile_where
+from projections.where import QMARK, Field, Kind, compile_where
 
 
 def _enum(sql: str, enum: Any) -> Field:
@@ -35,7 +35,7 @@ def _enum(sql: str, enum: Any) -> Field:
 def _filterable(alias: str, catalogue: Catalogue) -> dict[str, Field]:
     """The where-language fields of a catalogue's fields, by GraphQL name (JSON documents
     cannot be filtered on)."""
-    kinds = {int: "int", str: "text", bool: "bool"}
+    kinds: dict[type, Kind] = {int: "int", str: "text", bool: "bool", float: "float"}
     return {
         f.graphql_name: _enum(f"{alias}.{f.column}", f.type)
         if f.is_enum

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from domain.history import History, Record
 from domain.ledger import Ledger
 from persistence.faults import is_unavailable
-from projections import jobs, queues, tasks
+from projections import jobs, queues, tasks, workers
 from projections.batch import Batch, Handler, RunnerMemory
 from projections.failures import ACKNOWLEDGED, SET_ASIDE, Failure, Status, scrub
 from projections.feed import Change, ChangeFeed
 from projections.recovery import BACKOFF_INITIAL_S, BACKOFF_MAX_S, EventFailure, Recovery, RunnerConflict, blames_event
-from projections.schema import DDL, NEWEST_COLUMN, RUNNER_NAME, TABLES, TRACKING
+from projections.schema import DDL, NEWEST_COLUMNS, RUNNER_NAME, TABLES, TRACKING
 from projections.stores import ReadStore, Tx
 
 log = logging.getLogger("jobledger.projections")
@@ -78,10 +78,10 @@ class ProjectionRunner:
 
     def setup(self) -> None:
         """Create the read-model tables and the runner's position, if missing. Tables of an
-        older version (without `NEWEST_COLUMN`) are dropped: the runner rebuilds them from the log."""
-        table, column = NEWEST_COLUMN
+        older version (without one of `NEWEST_COLUMNS`) are dropped: the runner rebuilds them from the log."""
         try:
-            self.store.read(f"SELECT {column} FROM {table} WHERE 1 = 0")
+            for table, column in NEWEST_COLUMNS:
+                self.store.read(f"SELECT {column} FROM {table} WHERE 1 = 0")
         except Exception:
             log.info("read models missing or older than this version: creating them from the log")
             self.drop()
@@ -175,6 +175,7 @@ class ProjectionRunner:
         batch = Batch(memory=self.memory)
         tasks.prime(tx, records, batch)
         jobs.prime(tx, records, batch)
+        workers.tally(tx, records)  # reads the state the batch starts from: before the handlers
         for record in records:
             batch.saw(record)
             for handler in HANDLERS.get(record.type, ()):

@@ -20,9 +20,16 @@ JOBS = "jl_jobs"
 TASKS = "jl_tasks"
 GROUPS = "jl_groups"
 FAILURES = "jl_projection_failures"
-TABLES = (TASKS, JOBS, QUEUES, GROUPS, FAILURES, TRACKING)
-# A column the newest tables have; a store whose tables lack it is rebuilt from the log.
-NEWEST_COLUMN = (QUEUES, "owner")
+WORKERS = "jl_workers"  # what each worker did per queue (projections/workers.py)
+THROUGHPUT = "jl_throughput"  # tasks done and failed, and queued, per queue and minute (projections/workers.py)
+TABLES = (TASKS, JOBS, QUEUES, GROUPS, FAILURES, TRACKING, WORKERS, THROUGHPUT)
+# Columns the newest tables have, one per change of the tables (a change adds its own
+# line); a store whose tables lack any of them is rebuilt from the log.
+NEWEST_COLUMNS = (
+    (THROUGHPUT, "queued"),
+    (TASKS, "retry_at"),  # retries wait (domain.retry)
+    (JOBS, "remaining"),  # time left from the bytes still to move (projections/timeleft.py)
+)
 RUNNER_NAME = "projections"
 
 Column = tuple[str, str]  # name, SQL type and constraints
@@ -33,6 +40,8 @@ def _sql_type(f: Field) -> str:
         return "BOOLEAN"
     if f.type is Long:
         return "{big}"
+    if f.type is float:
+        return "DOUBLE PRECISION"
     return "INTEGER" if f.type is int else "TEXT"  # text, enums and JSON
 
 
@@ -73,6 +82,8 @@ COLUMNS: dict[str, list[Column]] = {
         ("size", "{big} NOT NULL DEFAULT -1"),
         ("speed", "DOUBLE PRECISION NOT NULL DEFAULT 0"),
         ("etr", "TEXT"),
+        ("remaining", "{big} NOT NULL DEFAULT -1"),  # bytes its unfinished tasks still move; -1: unknown
+        ("started", "{ts}"),  # when the first of its tasks' current attempts started
         ("created", "{ts} NOT NULL"),
         ("modified", "{ts} NOT NULL"),
         ("finished", "{ts}"),
@@ -94,6 +105,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("worker", "TEXT"),
         ("lease_id", "TEXT"),
         ("lease_expires", "{ts}"),
+        ("retry_at", "{ts}"),  # queued to retry after a failed attempt: not claimed before
         ("error", "TEXT"),
         ("result", "TEXT"),
         ("created", "{ts} NOT NULL"),
@@ -203,4 +215,25 @@ DDL = [
     # Queued work in hand-out order, and live leases by deadline (for the clock).
     f"CREATE INDEX IF NOT EXISTS jl_tasks_status_priority ON {TASKS} (status, priority, job_id, seq)",
     f"CREATE INDEX IF NOT EXISTS jl_tasks_lease_expires ON {TASKS} (lease_expires)",
+    # Per worker and queue: when it last reported (epoch ms) and what it did, summed over time.
+    f"""CREATE TABLE IF NOT EXISTS {WORKERS} (
+        worker TEXT NOT NULL,
+        queue_id TEXT NOT NULL,
+        last_seen {{big}} NOT NULL,
+        claimed INTEGER NOT NULL DEFAULT 0,
+        done INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0
+    )""",
+    f"CREATE UNIQUE INDEX IF NOT EXISTS jl_workers_key ON {WORKERS} (worker, queue_id)",
+    # Per queue and minute (epoch minutes): tasks that became DONE and FAILED in it, and the
+    # QUEUED tasks after its last event (a minute without a row keeps the one before).
+    f"""CREATE TABLE IF NOT EXISTS {THROUGHPUT} (
+        queue_id TEXT NOT NULL,
+        minute {{big}} NOT NULL,
+        done INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        queued {{big}} NOT NULL DEFAULT 0
+    )""",
+    f"CREATE UNIQUE INDEX IF NOT EXISTS jl_throughput_key ON {THROUGHPUT} (queue_id, minute)",
+    f"CREATE INDEX IF NOT EXISTS jl_throughput_minute ON {THROUGHPUT} (minute)",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 
 from domain.catalogue import TASK
 from domain.history import Record
-from domain.task import location_path
+from domain.task import bytes_of, location_path
 from projections.batch import UNKNOWN, Batch, Handler, as_json
 from projections.schema import TASKS, catalogue_row, column_names, insert, stored
 from projections.stores import Tx, iter_chunks
@@ -98,6 +98,7 @@ def status_changed(tx: Tx, r: Record, batch: Batch) -> None:
         values.update(attempts=0, error=None, progress=0, bytes_done=0)
     if status not in ("BOOTING", "EXECUTING"):
         values.update(speed=0.0, lease_id=None, lease_expires=None)
+    values["retry_at"] = None  # held, released or queued by hand: no wait left
     job_id, started = _facts(tx, batch, r.aggregate_id)
     if status == "DONE" and started is not None:
         values["time"] = int((r.timestamp - started).total_seconds() * 1000)
@@ -116,6 +117,7 @@ def retried(tx: Tx, r: Record, batch: Batch) -> None:
         "progress": 0,
         "bytes_done": 0,
         "speed": 0.0,
+        "retry_at": None,
         "modified": r.timestamp,
     }
     _update(tx, r, values)
@@ -145,7 +147,7 @@ def claimed(tx: Tx, r: Record, batch: Batch) -> None:
     tx.later(
         f"UPDATE {TASKS} SET status = 'BOOTING', attempts = attempts + 1, worker = ?, lease_id = ?,"
         " lease_expires = ?, started = ?, finished = NULL, result = NULL, error = NULL, progress = 0,"
-        " bytes_done = 0, speed = 0, modified = ? WHERE id = ?",
+        " bytes_done = 0, speed = 0, retry_at = NULL, modified = ? WHERE id = ?",
         (d["worker"], d["lease_id"], datetime.fromisoformat(d["expires"]), r.timestamp, r.timestamp, r.aggregate_id),
     )
     if job_id is not None:
@@ -156,7 +158,7 @@ def claimed(tx: Tx, r: Record, batch: Batch) -> None:
 def lease_renewed(tx: Tx, r: Record, batch: Batch) -> None:
     d = r.data
     values: dict[str, object] = {"lease_expires": datetime.fromisoformat(d["expires"]), "modified": r.timestamp}
-    for name in ("progress", "bytes_done", "speed"):
+    for name in ("progress", "bytes_done", "speed", "size"):  # size: measured by the worker (newer events)
         if d.get(name) is not None:
             values[name] = d[name]
     _update(tx, r, values)
@@ -174,11 +176,24 @@ def completed(tx: Tx, r: Record, batch: Batch) -> None:
         "lease_id": None,
         "lease_expires": None,
         "speed": 0.0,
+        "retry_at": None,
         "modified": r.timestamp,
     }
     if started is not None:
         values["time"] = int((r.timestamp - started).total_seconds() * 1000)
-    _update(tx, r, values)
+    # A task whose size was unknown takes the one its completion learnt: the event's own
+    # `size`, or, in events recorded before completions carried one, its result's `bytes`.
+    # A done task of known size moved all of its bytes.
+    learnt = r.data.get("size")
+    if learnt is None:
+        learnt = bytes_of(r.data["result"])
+    if learnt is None:
+        sizes, params = "bytes_done = CASE WHEN size >= 0 THEN size ELSE bytes_done END", []
+    else:
+        sizes = "size = CASE WHEN size < 0 THEN ? ELSE size END, bytes_done = CASE WHEN size < 0 THEN ? ELSE size END"
+        params = [learnt, learnt]
+    assignments = "".join(f"{column} = ?, " for column in values)
+    tx.later(f"UPDATE {TASKS} SET {assignments}{sizes} WHERE id = ?", (*values.values(), *params, r.aggregate_id))
     _changed(r, batch, job_id)
 
 
@@ -190,6 +205,8 @@ def attempt_ended(tx: Tx, r: Record, batch: Batch) -> None:
         "lease_id": None,
         "lease_expires": None,
         "speed": 0.0,
+        # When it may be claimed again, as the command drew it (absent from older events: at once).
+        "retry_at": datetime.fromisoformat(d["retry_at"]) if d.get("retry_at") else None,
         "modified": r.timestamp,
     }
     if d.get("error") is not None:

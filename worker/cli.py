@@ -42,6 +42,12 @@ def add_commands(commands: Any) -> None:
         metavar="DIR",
         help="a folder transfers may read from and write to (repeatable); without one every transfer is refused",
     )
+    worker.add_argument(
+        "--max-rate",
+        type=float,
+        metavar="MBPS",
+        help="move at most this many MB/s per transfer (default: as fast as the disks and network go)",
+    )
     worker.set_defaults(run=run_worker)
 
 
@@ -56,6 +62,8 @@ def run_worker(settings: object, args: argparse.Namespace) -> int:
 
     if args.concurrency < 1:
         return refuse("--concurrency must be 1 or more")
+    if args.max_rate is not None and not 0 < args.max_rate < float("inf"):
+        return refuse("--max-rate must be a number of MB/s above 0")
     try:
         policy = Policy.of(args.allow_commands, args.roots)
     except BadRoot as exc:
@@ -64,7 +72,14 @@ def run_worker(settings: object, args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         worker = Worker(
-            args.url, args.name, args.queues, args.concurrency, args.lease_seconds, policy=policy, token=args.token
+            args.url,
+            args.name,
+            args.queues,
+            args.concurrency,
+            args.lease_seconds,
+            policy=policy,
+            token=args.token,
+            max_rate=args.max_rate,
         )
     except PermissionError as exc:  # a token file that is not ours to read
         return refuse(str(exc))

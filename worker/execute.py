@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -36,6 +37,13 @@ OUTPUT_LINES = 20
 DEFAULT_TIMEOUT_S = 3600
 
 Report = Callable[[int, int], None]  # (bytes done, bytes total)
+Measured = Callable[[int], None]  # the source's size in bytes, known before the first byte moves
+Said = Callable[[int], None]  # a command's own progress, 0..100, as it printed it
+
+# A line a command prints (on stdout or stderr, alone on its line) to say how far it is:
+# `progress: 42%` (a whole or decimal percentage, any case, spaces allowed around).
+PROGRESS_LINE = re.compile(r"\s*progress\s*:\s*(\d{1,3}(?:\.\d+)?)\s*%\s*", re.IGNORECASE)
+THROTTLE_NAP = 0.2  # seconds a throttled transfer sleeps at a time, checking for a stop between
 
 
 class TaskFailed(Exception):
@@ -78,24 +86,55 @@ def target_path(source: Any, destination: Any, job_destination: str | None) -> s
     return None
 
 
-def run(work: Work, policy: Policy, report: Report, halt: Halt | None = None) -> dict[str, Any]:
+def run(
+    work: Work,
+    policy: Policy,
+    report: Report,
+    halt: Halt | None = None,
+    *,
+    measured: Measured | None = None,
+    said: Said | None = None,
+    max_rate: float | None = None,
+) -> dict[str, Any]:
     """Run the task if the policy allows it (else raise Refused); its result. Raises
-    Interrupted when `halt` stopped it first."""
+    Interrupted when `halt` stopped it first. A transfer tells `measured` its size before it
+    copies and moves at most `max_rate` MB/s (None: as fast as it can); a command tells
+    `said` the progress it prints (`PROGRESS_LINE`)."""
     halt = halt or Halt()
     halt.check()  # stopped before it began
     if work.kind == "command":
         policy.check_command(work.queue, work.queue_allows_commands)
-        return run_command(work.source, report, halt)
+        return run_command(work.source, report, halt, said)
 
     def report_unless_halted(done: int, total: int) -> None:
         if done < total:  # the last chunk is let through: a transfer that got there is done
             halt.check()
         report(done, total)
 
-    return transfer(work, policy, report_unless_halted)
+    throttle = Throttle(max_rate, halt) if max_rate else None
+    return transfer(work, policy, report_unless_halted, measured, throttle)
 
 
-def transfer(work: Work, policy: Policy, report: Report) -> dict[str, Any]:
+class Throttle:
+    """Keeps a transfer at `rate` MB/s at most: after each chunk it sleeps until the bytes
+    so far are due, in naps short enough for a stop (`halt`) to cut it short."""
+
+    def __init__(self, rate: float, halt: Halt) -> None:
+        self.rate = rate * 1_000_000  # bytes per second
+        self.halt = halt
+        self.began = time.monotonic()
+
+    def moved(self, done: int, total: int) -> None:
+        if done >= total:
+            return  # the last chunk: nothing follows it to hold back
+        while (due := self.began + done / self.rate - time.monotonic()) > 0:
+            self.halt.check()
+            time.sleep(min(due, THROTTLE_NAP))
+
+
+def transfer(
+    work: Work, policy: Policy, report: Report, measured: Measured | None = None, throttle: Throttle | None = None
+) -> dict[str, Any]:
     named = path_of(work.source)
     if not named:
         raise TaskFailed("the task has no source path")
@@ -109,6 +148,8 @@ def transfer(work: Work, policy: Policy, report: Report) -> dict[str, Any]:
         raise TaskFailed(f"source {source} does not exist")
     copies = planned_copies(source, destination, policy)
     total = sum(file.stat().st_size for file, _ in copies)
+    if measured is not None:
+        measured(total)
     done = 0
     digests: dict[str, str] = {}
     for file, target in copies:
@@ -117,6 +158,8 @@ def transfer(work: Work, policy: Policy, report: Report) -> dict[str, Any]:
             nonlocal done
             done += chunk
             report(done, total)
+            if throttle is not None:
+                throttle.moved(done, total)
 
         digests[str(target)] = copy_verified(file, target, moved)
     if source.is_dir():
@@ -177,9 +220,20 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def run_command(source: dict[str, Any], report: Report, halt: Halt) -> dict[str, Any]:
+def said_progress(line: str) -> int | None:
+    """The percentage a line of a command's output says, when it is a `PROGRESS_LINE`
+    (`progress: 42%`), rounded down to a whole one from 0 to 100; else None."""
+    found = PROGRESS_LINE.fullmatch(line)
+    if found is None:
+        return None
+    percent = float(found.group(1))
+    return int(percent) if percent <= 100 else None
+
+
+def run_command(source: dict[str, Any], report: Report, halt: Halt, said: Said | None = None) -> dict[str, Any]:
     """Run the command line (a string through the shell, or a list as argv) in a process
-    group of its own, with a timeout; `halt` can stop the whole group."""
+    group of its own, with a timeout; `halt` can stop the whole group. Each line of its
+    output that says its progress (`PROGRESS_LINE`) goes to `said`."""
     command = source["command"]
     timeout = float(source.get("timeout") or DEFAULT_TIMEOUT_S)
     started = time.monotonic()
@@ -200,6 +254,8 @@ def run_command(source: dict[str, Any], report: Report, halt: Halt) -> dict[str,
     try:
         for line in process.stdout:
             tail.append(line.rstrip("\n"))
+            if said is not None and (percent := said_progress(line)) is not None:
+                said(percent)
             if time.monotonic() - started > timeout:
                 raise TaskFailed(f"command timed out after {timeout:.0f} s\n" + "\n".join(tail))
         code = process.wait(timeout=max(0.1, timeout - (time.monotonic() - started)))

@@ -1,5 +1,9 @@
 """The worker loop: claim while there is room, run each task in a thread, heartbeat every
-second with progress, then complete or fail it.
+second with progress, then complete or fail it. The heartbeats carry a transfer's bytes
+done and speed, and its size from the first one on (measured before it copies), or the
+progress a command printed (`execute.PROGRESS_LINE`). What keeps the worker from working
+(queues that do not exist, claims refused, a --url that answers HTTP 404) it says through
+worker.watch, once and then at most once a minute, never every second.
 
 What a task may do is the worker's `Policy` (worker.policy): a task it refuses is failed
 at once, without retry, with the refusal as its error, so that the refusal is an event of
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import os
 import signal
@@ -54,6 +59,7 @@ from jobledger_client import (
 from worker import execute
 from worker.halt import Halt, Interrupted
 from worker.policy import Policy, Refused
+from worker.watch import QueueCheck, Trouble, claim_failure, clock
 
 log = logging.getLogger("jobledger.worker")
 
@@ -89,15 +95,32 @@ class Running:
     speed: float = 0.0  # MB/s
     phase: Phase = Phase.RUNNING
     halt: Halt = field(default_factory=Halt)
+    size: int | None = None  # the source's bytes, once the transfer measured them
+    size_sent: bool = False  # the service has the size (or cannot take it)
+    percent: int | None = None  # the progress a command printed last
     _last: tuple[float, int] = (0.0, 0)
 
     def report(self, done: int, total: int) -> None:
         """Called from the task's thread as bytes move."""
         self.done, self.total = done, total
 
+    def measured(self, size: int) -> None:
+        """Called from the task's thread when the transfer knows its size, before it copies."""
+        self.size, self.total = size, size
+
+    def said(self, percent: int) -> None:
+        """Called from the task's thread when the command printed its progress."""
+        self.percent = percent
+
     @property
     def progress(self) -> int:
+        if self.percent is not None:
+            return self.percent
         return 100 * self.done // self.total if self.total else 0
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
 
     def sample_speed(self) -> float:
         now = time.monotonic()
@@ -150,6 +173,7 @@ class Worker:
         client: AsyncClient | None = None,
         policy: Policy | None = None,
         token: str | None = None,
+        max_rate: float | None = None,
     ) -> None:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         # No time limit on retries: a worker waits out an outage, and a stop cuts it short.
@@ -168,6 +192,10 @@ class Worker:
         self.finished = 0
         self.failed = 0
         self.exit_status = 0
+        self.max_rate = max_rate  # MB/s per transfer; None: as fast as it goes
+        self.url = str(getattr(self.client, "url", url))
+        self.queue_check = QueueCheck(self.queues or [])
+        self.claim_trouble = Trouble()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -178,14 +206,23 @@ class Worker:
         log.info("worker %s claiming from %s", self.name, ", ".join(self.queues or ["every queue"]))
         for allowance in self.policy.describe():
             log.info(allowance)
+        if self.max_rate:
+            log.info("transfers: at most %s MB/s each", f"{self.max_rate:g}")
+        checking: asyncio.Task[None] | None = None
         try:
             while not self.stopping.is_set():
+                if self.queue_check.due() and (checking is None or checking.done()):
+                    checking = asyncio.create_task(self.queue_check.run(self.client))
                 if len(self.running) >= self.concurrency:
                     await self._pause(self.poll_interval, self.slot_free)
                     continue
                 if not await self._claim():
                     await self._pause(self.poll_interval)
         finally:
+            if checking is not None:
+                checking.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await checking
             self._stop()
             await self._shutdown()
             if view:
@@ -243,8 +280,9 @@ class Worker:
             return 0
         except JobledgerError as exc:
             if not self.stopping.is_set():  # a claim cut short by the stop is no news
-                log.warning("claim refused: %s", exc)
+                self.claim_trouble.met(claim_failure(self.url, exc))
             return 0
+        self.claim_trouble.over()
         for lease in leases:
             running = Running(lease.id, f"{lease.job_code} #{lease.task.uri}")
             self.running[lease.id] = running
@@ -261,7 +299,17 @@ class Worker:
         log.info("started %s (lease %s)", running.name, running.lease)
         work = execute.Work.of(lease)
         loop = asyncio.get_running_loop()
-        doing = loop.run_in_executor(None, execute.run, work, self.policy, running.report, running.halt)
+        run = functools.partial(
+            execute.run,
+            work,
+            self.policy,
+            running.report,
+            running.halt,
+            measured=running.measured,
+            said=running.said,
+            max_rate=self.max_rate,
+        )
+        doing = loop.run_in_executor(None, run)
         while True:
             try:
                 result = await asyncio.wait_for(asyncio.shield(doing), 1.0)
@@ -286,15 +334,24 @@ class Worker:
         await self._finish(running, result=result)
 
     async def _heartbeat(self, running: Running) -> bool:
-        """Renew the lease with the progress so far; False when the lease is over."""
+        """Renew the lease with the progress so far (and the size of the source, until the
+        service has it); False when the lease is over."""
+        size = running.size if not running.size_sent else None
         try:
             await self.client.heartbeat(
-                running.lease, progress=running.progress, bytes_done=running.done, speed=running.sample_speed()
+                running.lease,
+                progress=running.progress,
+                bytes_done=running.done,
+                speed=running.sample_speed(),
+                size=size,
             )
+            running.size_sent = size is not None or running.size_sent
         except (Conflict, NotFound):
             return False
         except JobledgerError:
-            pass  # refused this once: the lease is still ours until the service says otherwise
+            # Refused this once: the lease is still ours until the service says otherwise.
+            # A size it refused is not sent again.
+            running.size_sent = size is not None or running.size_sent
         return True
 
     async def _lost(self, running: Running, doing: asyncio.Future[Any]) -> None:
@@ -375,12 +432,13 @@ class Worker:
     def _render(self) -> Group:
         bars = Table.grid(padding=(0, 1))
         for r in list(self.running.values()):
-            speed = filesize.decimal(int(r.speed * 1_000_000)) + "/s"
+            speed = filesize.decimal(int(r.speed * 1_000_000)) + "/s" if r.total else ""
             bars.add_row(
                 Text(r.name, no_wrap=True, overflow="ellipsis"),
                 ProgressBar(total=100, completed=r.progress, width=20),
                 Text(f"{r.progress:3d}%"),
                 Text(speed, justify="right"),
+                Text(clock(r.elapsed), justify="right"),
             )
         summary = f"{self.name}: {len(self.running)} running, {self.finished} done, {self.failed} failed"
         return Group(bars, Text(summary, style="bold"))

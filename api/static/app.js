@@ -7,8 +7,10 @@
  * token); this script never sees a token. It asks `me` first: UNAUTHENTICATED
  * there, or later, shows the sign-in form instead of the page. Routes live in
  * the hash:
- *   #/                       queues and jobs (#/?where=...&phase=...)
+ *   #/                       jobs, queues, workers and throughput (#/?where=...&phase=...)
  *   #/job/<id>               one job: its tasks, its history, actions
+ * activity.js (loaded after this) draws the workers and the throughput chart with the
+ * helpers this script shares as `window.jobledger`.
  */
 "use strict";
 
@@ -17,6 +19,31 @@
   const ENDPOINT = new URL("graphql", document.baseURI).href;
   const WS_ENDPOINT = ENDPOINT.replace(/^http/, "ws");
   const FINISHED = new Set(["DONE", "FAILED", "ABORTED"]);
+  // The statuses a user may move a job or task to, from each status: the domain's
+  // transition tables (domain/job.py, domain/task.py) limited to what users may set.
+  // A button is enabled only where its move is in here (and the page's own rule allows it).
+  const JOB_MOVES = {
+    INIT: ["PENDING", "WAITING", "PAUSED", "ABORTED", "DONE"],
+    PENDING: ["WAITING", "PAUSED", "ABORTED", "DONE"],
+    WAITING: ["PENDING", "PAUSED", "ABORTED", "DONE"],
+    RUNNING: ["WAITING", "PAUSED", "ABORTED", "DONE"],
+    PAUSED: ["PENDING", "WAITING", "ABORTED", "DONE"],
+    FAILED: ["PENDING", "WAITING", "ABORTED"],
+    ABORTED: ["PENDING", "WAITING"],
+    DONE: ["PENDING", "WAITING"],
+  };
+  const TASK_MOVES = {
+    PENDING: ["QUEUED", "ONHOLD", "EXCLUDED"],
+    QUEUED: ["FAILED", "ONHOLD", "EXCLUDED", "DONE"],
+    BOOTING: ["QUEUED", "FAILED", "ONHOLD", "EXCLUDED", "DONE"],
+    EXECUTING: ["QUEUED", "FAILED", "ONHOLD", "EXCLUDED", "DONE"],
+    FAILED: ["QUEUED", "ONHOLD", "EXCLUDED", "DONE"],
+    ONHOLD: ["QUEUED", "FAILED", "EXCLUDED", "DONE"],
+    EXCLUDED: ["QUEUED", "ONHOLD"],
+    DONE: ["QUEUED", "EXCLUDED"],
+  };
+  const jobMay = (status, to) => (JOB_MOVES[status] || []).includes(to);
+  const taskMay = (status, to) => (TASK_MOVES[status] || []).includes(to);
 
   // -- small helpers ---------------------------------------------------------------
 
@@ -72,6 +99,16 @@
       if (minutes) return `${minutes}m ${seconds}s`;
       return `${seconds}s`;
     },
+    seconds(value) {
+      // time left in seconds -> "4m 10s"
+      if (value == null || value < 0) return null;
+      const whole = Math.round(value);
+      const hours = Math.floor(whole / 3600);
+      const minutes = Math.floor((whole % 3600) / 60);
+      if (hours) return `${hours}h ${minutes}m`;
+      if (minutes) return `${minutes}m ${whole % 60}s`;
+      return `${whole}s`;
+    },
     bytes(n) {
       if (n == null || n < 0) return null;
       const units = ["B", "kB", "MB", "GB", "TB", "PB"];
@@ -121,6 +158,12 @@
     for (const el of document.querySelectorAll("time.ago")) el.textContent = fmt.ago(el.getAttribute("datetime"));
   }, 15000);
 
+  /** Time left of a job or task: its `timeLeft` (seconds) where the server has it, else the etr text. */
+  function timeLeft(item) {
+    if (item.timeLeft !== undefined) return fmt.seconds(item.timeLeft);
+    return fmt.etr(item.etr);
+  }
+
   function statusBadge(status) {
     return h("span", { class: `status s-${String(status).toLowerCase()}`, text: status });
   }
@@ -163,7 +206,16 @@
 
   /** Who the server says we are (`me`): `auth` is null until it answered, true when it
    * needs tokens, false when it runs with authentication off (the name above counts). */
-  const account = { auth: null, user: null, ready: false, signedOut: false };
+  const account = { auth: null, user: null, ready: false, signedOut: false, siteAdmin: false, roles: new Map() };
+
+  /** Whether the caller may change a job and its tasks (README, Access control): every
+   * caller with authentication off; a site admin; an operator or admin of the job's
+   * queue's group; a member for the jobs they submitted. The server checks it again. */
+  function mayChange(job) {
+    if (account.auth !== true || account.siteAdmin) return true;
+    const role = account.roles.get(job.queue && job.queue.group);
+    return role === "operator" || role === "admin" || (role === "member" && job.user === account.user);
+  }
 
   /** The name to send as X-Jobledger-User: with authentication on the session says who we are. */
   function actorName() {
@@ -402,40 +454,22 @@
 
   // -- queries ---------------------------------------------------------------------------
 
-  const JOB_ROW = `fragment JobRow on Job {
-    id code status phase priority progress speed etr size user modifier created modified finished
-    queue { id code }
-  }`;
+  // Fields newer than the contract (time left, reasons, a task's speed): asked for only when
+  // the server's schema has them (`probeSchema`), so that an older server still answers.
+  const OPTIONAL_FIELDS = {
+    Job: ["timeLeft", "reason"],
+    Task: ["timeLeft", "speed", "bytesDone", "elapsed", "reason"],
+    JobProgress: ["timeLeft"],
+  };
+  const optional = { Job: [], Task: [], JobProgress: [] };
+  const extra = (type) => optional[type].join(" ");
 
   const QUEUES = `query Queues {
-    queues(first: 200) { nodes {
+    queues(first: 200, orderBy: [{field: "priority", order: DESC}, {field: "code"}]) { nodes {
       id code uri status state default priority executionMode maxConcurrency description group
       totalJobs activeJobs successfulJobs failedJobs
     } }
   }`;
-
-  const JOBS = `query Jobs($where: String, $phase: JobPhase, $after: String) {
-    jobs(where: $where, phase: $phase, orderBy: [{field: "created", order: DESC}], first: 50, after: $after) {
-      totalCount pageInfo { hasNextPage endCursor } nodes { ...JobRow }
-    }
-  } ${JOB_ROW}`;
-
-  const JOB_UPDATED = `subscription JobUpdated($where: String) { jobUpdated(where: $where) { ...JobRow } } ${JOB_ROW}`;
-
-  const TASK_FIELDS = `id uri status priority source destination size progress attempts worker error finished time`;
-
-  const JOB = `query Job($id: ID!) {
-    job(id: $id) {
-      ...JobRow source destination metadata
-      tasks(first: 500) { totalCount nodes { ${TASK_FIELDS} } }
-    }
-  } ${JOB_ROW}`;
-
-  const JOB_WATCH = `subscription JobWatch($where: String) {
-    jobUpdated(where: $where) { ...JobRow tasks(first: 500) { totalCount nodes { ${TASK_FIELDS} } } }
-  } ${JOB_ROW}`;
-
-  const JOB_PROGRESS = `subscription JobProgress($id: ID!) { jobProgress(jobId: $id) { jobId status progress speed etr size } }`;
 
   const JOB_EVENTS = `query JobEvents($id: ID!, $after: Long) {
     job(id: $id) { events(first: 500, after: $after) {
@@ -444,11 +478,52 @@
     } }
   }`;
 
-  const UPDATE_JOB = `mutation UpdateJob($id: ID!, $input: UpdateJobInput!) { updateJob(id: $id, input: $input) { ...JobRow } } ${JOB_ROW}`;
+  let JOB_ROW, JOBS, JOB_UPDATED, TASK_FIELDS, JOB, JOB_WATCH, JOB_PROGRESS, UPDATE_JOB, UPDATE_TASKS;
 
-  const UPDATE_TASKS = `mutation UpdateTasks($jobId: ID!, $tasks: [TaskUpdateInput!]!) {
-    updateTasks(jobId: $jobId, tasks: $tasks) { ${TASK_FIELDS} }
-  }`;
+  function buildQueries() {
+    JOB_ROW = `fragment JobRow on Job {
+      id code status phase priority progress speed etr size user modifier created modified finished ${extra("Job")}
+      queue { id code group }
+    }`;
+    JOBS = `query Jobs($where: String, $phase: JobPhase, $after: String) {
+      jobs(where: $where, phase: $phase, orderBy: [{field: "created", order: DESC}], first: 50, after: $after) {
+        totalCount pageInfo { hasNextPage endCursor } nodes { ...JobRow }
+      }
+    } ${JOB_ROW}`;
+    JOB_UPDATED = `subscription JobUpdated($where: String) { jobUpdated(where: $where) { ...JobRow } } ${JOB_ROW}`;
+    TASK_FIELDS = `id uri status priority source destination size progress attempts worker error finished time ${extra("Task")}`;
+    JOB = `query Job($id: ID!) {
+      job(id: $id) {
+        ...JobRow source destination metadata
+        tasks(first: 500) { totalCount nodes { ${TASK_FIELDS} } }
+      }
+    } ${JOB_ROW}`;
+    JOB_WATCH = `subscription JobWatch($where: String) {
+      jobUpdated(where: $where) { ...JobRow tasks(first: 500) { totalCount nodes { ${TASK_FIELDS} } } }
+    } ${JOB_ROW}`;
+    JOB_PROGRESS = `subscription JobProgress($id: ID!) { jobProgress(jobId: $id) { jobId status progress speed etr size ${extra("JobProgress")} } }`;
+    UPDATE_JOB = `mutation UpdateJob($id: ID!, $input: UpdateJobInput!) { updateJob(id: $id, input: $input) { ...JobRow } } ${JOB_ROW}`;
+    UPDATE_TASKS = `mutation UpdateTasks($jobId: ID!, $tasks: [TaskUpdateInput!]!) {
+      updateTasks(jobId: $jobId, tasks: $tasks) { ${TASK_FIELDS} }
+    }`;
+  }
+  buildQueries();
+
+  /** Which of OPTIONAL_FIELDS the server has; without an answer, none of them. */
+  async function probeSchema() {
+    const types = Object.keys(OPTIONAL_FIELDS);
+    const query = `query Fields { ${types.map((t) => `${t}: __type(name: "${t}") { fields { name } }`).join(" ")} }`;
+    try {
+      const data = await gql(query);
+      for (const type of types) {
+        const known = new Set(((data[type] && data[type].fields) || []).map((f) => f.name));
+        optional[type] = OPTIONAL_FIELDS[type].filter((name) => known.has(name));
+      }
+    } catch {
+      /* an older server, or none: the contract's fields only */
+    }
+    buildQueries();
+  }
 
   // -- routing -----------------------------------------------------------------------------
 
@@ -554,7 +629,19 @@
     );
     phaseSelect.addEventListener("change", () => applyFilter(filterInput.value));
 
-    root.append(h("h1", { class: "sr-only" }, "Queues and jobs"), h("div", { class: "home" }, queuesPanel, jobsPanel));
+    // Jobs come first in the page (and so first on a phone); on a wide screen the queues
+    // and workers make a column on the left and the chart sits above the jobs.
+    const activity = window.jobledger.activity;
+    const workers = activity ? activity.workersPanel() : null;
+    const chart = activity ? activity.throughputPanel() : null;
+    root.append(
+      h("h1", { class: "sr-only" }, "Jobs, queues and workers"),
+      h("div", { class: "home" }, h("div", { class: "home-main" }, jobsPanel, chart && chart.el), h("div", { class: "home-side" }, queuesPanel, workers && workers.el)),
+    );
+    const refreshActivity = () => {
+      if (workers) workers.refresh();
+      if (chart) chart.refresh();
+    };
 
     function applyFilter(text) {
       state.where = text.trim();
@@ -603,7 +690,9 @@
     }
     const reloadQueues = debounce(loadQueues, 300);
 
-    function renderQueues(queues) {
+    function renderQueues(unordered) {
+      // highest priority first (the order work is handed out in), then by code
+      const queues = unordered.slice().sort((a, b) => b.priority - a.priority || a.code.localeCompare(b.code));
       if (!queues.length) {
         queueList.replaceChildren(h("p", { class: "empty" }, "No queues yet."));
         return;
@@ -615,7 +704,7 @@
           const enabled = q.status === "WAITING";
           return h(
             "article",
-            { class: `queue ${enabled ? "" : "disabled"}`, dataset: { queue: q.code } },
+            { class: `queue ${enabled ? "" : "disabled"}`, dataset: { queue: q.code, priority: q.priority } },
             h(
               "div",
               { class: "queue-head" },
@@ -625,8 +714,12 @@
                 q.uri || q.code,
               ),
               q.default ? h("span", { class: "tag" }, "default") : null,
-              h("span", { class: `state ${enabled ? "ok" : "warn"}` }, enabled ? "enabled" : "disabled"),
-              q.state === "SEALED" ? h("span", { class: "state muted" }, "sealed") : null,
+              h(
+                "span",
+                { class: `state ${enabled ? "ok" : "warn"}`, title: enabled ? "Its jobs are handed out to workers" : "Its jobs are held: no task is handed out" },
+                q.status,
+              ),
+              q.state === "SEALED" ? h("span", { class: "state muted", title: "Takes no new jobs" }, "SEALED") : null,
             ),
             h(
               "div",
@@ -640,7 +733,7 @@
               "p",
               { class: "queue-meta" },
               h("span", { class: "queue-group", title: `Owned by group ${q.group}: its members see this queue's jobs` }, "group ", h("strong", {}, q.group)),
-              ` · priority ${q.priority} · ${q.executionMode.toLowerCase()}`,
+              ` · priority ${q.priority} · ${q.executionMode} order`,
               q.maxConcurrency != null ? ` · at most ${q.maxConcurrency} at once` : "",
             ),
             q.description ? h("p", { class: "queue-desc" }, q.description) : null,
@@ -669,17 +762,18 @@
       $(".status-slot", el).replaceChildren(statusBadge(job.status));
       setProgress($(".bar", el), job.progress, job.status);
       $(".pct", el).textContent = `${job.progress}%`;
-      const speed = fmt.speed(job.speed);
-      const etr = fmt.etr(job.etr);
+      const speed = FINISHED.has(job.status) ? null : fmt.speed(job.speed);
+      const left = FINISHED.has(job.status) ? null : timeLeft(job);
       fill($(".job-meta", el), 
         ...[
           h("span", { class: "meta-queue" }, job.queue ? job.queue.code : ""),
           h("span", {}, `prio ${job.priority}`),
           speed ? h("span", { class: "speed" }, speed) : null,
-          etr ? h("span", { class: "etr" }, `${etr} left`) : null,
-          fmt.bytes(job.size) ? h("span", {}, fmt.bytes(job.size)) : null,
+          left ? h("span", { class: "etr" }, `${left} left`) : null,
+          fmt.bytes(job.size) ? h("span", { class: "size" }, fmt.bytes(job.size)) : null,
           h("span", { class: "when" }, job.modifier || job.user ? `${job.modifier || job.user}, ` : "", ago(job.modified)),
         ].filter(Boolean),
+        job.reason ? h("p", { class: "reason" }, job.reason) : null,
       );
     }
 
@@ -790,6 +884,7 @@
       const row = state.rows.get(job.id);
       const before = row && row.job; // upsert replaces row.job
       if (!before || before.status !== job.status || before.phase !== job.phase) reloadQueues();
+      refreshActivity();
       if (state.failed) return;
       if (!state.where) {
         if (job.phase === state.phase) upsert(job, !before);
@@ -822,6 +917,8 @@
     return () => {
       unsubscribe();
       offReconnected();
+      if (workers) workers.stop();
+      if (chart) chart.stop();
       reloadQueues.cancel();
       reloadJobs.cancel();
       state.seq += 1;
@@ -874,6 +971,7 @@
       eventsAgain: false,
       stopProgress: null,
       confirmingAbort: false,
+      confirmingRerun: false,
       gone: false,
     };
 
@@ -883,6 +981,7 @@
     const bar = progressBar("big");
     const pct = h("span", { class: "pct big", id: "job-progress" });
     const liveNumbers = h("div", { class: "live-numbers" });
+    const reasonNote = h("p", { class: "reason", id: "job-reason", hidden: true });
     const facts = h("dl", { class: "facts" });
     const actions = h("div", { class: "actions", role: "group", "aria-label": "Job actions" });
     const header = h(
@@ -890,6 +989,7 @@
       { class: "panel job-header" },
       back,
       h("div", { class: "title-row" }, title, statusSlot),
+      reasonNote,
       h("div", { class: "job-progress" }, bar, pct),
       liveNumbers,
       actions,
@@ -929,6 +1029,8 @@
       title.title = job.id;
       document.title = `${job.code} · jobledger`;
       statusSlot.replaceChildren(statusBadge(job.status));
+      reasonNote.textContent = job.reason || "";
+      reasonNote.hidden = !job.reason;
       renderProgress(job);
       fill(facts, 
         ...[
@@ -951,17 +1053,20 @@
     function renderProgress(p) {
       setProgress(bar, p.progress, p.status);
       pct.textContent = `${p.progress}%`;
-      const speed = fmt.speed(p.speed);
-      const etr = fmt.etr(p.etr);
+      const size = fmt.bytes(p.size);
+      const sizeNote = h("span", { class: "size", id: "job-size" }, h("span", { class: "lbl" }, "size "), size || "unknown");
       if (FINISHED.has(p.status)) {
         const finished = state.job && state.job.finished;
-        fill(liveNumbers, h("span", { class: "lbl" }, `${p.status.toLowerCase()}`, finished ? [" ", ago(finished)] : null));
+        fill(liveNumbers, h("span", { class: "lbl" }, p.status, finished ? [" ", ago(finished)] : null), size ? sizeNote : null);
         return;
       }
+      const running = p.status === "RUNNING";
+      const speed = fmt.speed(p.speed);
+      const left = timeLeft(p);
       fill(liveNumbers, 
-        h("span", { class: "speed", id: "job-speed" }, h("span", { class: "lbl" }, "speed "), speed || "—"),
-        h("span", { class: "etr", id: "job-etr" }, h("span", { class: "lbl" }, "time left "), etr || "—"),
-        fmt.bytes(p.size) ? h("span", {}, h("span", { class: "lbl" }, "size "), fmt.bytes(p.size)) : null,
+        h("span", { class: "speed", id: "job-speed" }, h("span", { class: "lbl" }, "speed "), speed || (running ? "measuring…" : "not running")),
+        h("span", { class: "etr", id: "job-etr" }, h("span", { class: "lbl" }, "time left "), left || (running ? "estimating…" : "—")),
+        sizeNote,
       );
     }
 
@@ -971,12 +1076,44 @@
 
     function renderActions() {
       const s = state.job.status;
+      const allowed = mayChange(state.job);
+      const why = allowed ? null : "Your role in this queue's group does not let you change this job";
       const buttons = [];
-      buttons.push(actionButton("Pause", "pause", ["INIT", "PENDING", "WAITING", "RUNNING"].includes(s), () => setStatus("PAUSED", "paused")));
-      const resumeLabel = s === "PAUSED" ? "Resume" : "Run again";
       buttons.push(
-        actionButton(resumeLabel, "resume", ["PAUSED", "FAILED", "ABORTED"].includes(s), () => setStatus("WAITING", "set to run"), "Back to WAITING"),
+        actionButton("Pause", "pause", allowed && jobMay(s, "PAUSED"), () => setStatus("PAUSED", "paused"), why || (jobMay(s, "PAUSED") ? "Hand out none of its tasks until resumed" : `A ${s} job cannot be paused`)),
       );
+      const finished = FINISHED.has(s);
+      const resumable = (s === "PAUSED" || finished) && jobMay(s, "WAITING");
+      const resumeHint = finished ? (s === "DONE" ? "Run every task again" : "Run its failed and unfinished tasks again") : s === "PAUSED" ? "Back to WAITING" : `Only a PAUSED or finished job can be resumed; this one is ${s}`;
+      if (state.confirmingRerun) {
+        buttons.push(
+          h(
+            "span",
+            { class: "confirm", role: "group", "aria-label": "Confirm running again" },
+            h("span", {}, "Run every task of this DONE job again?"),
+            actionButton("Yes, run again", "rerun-confirm", true, () => {
+              state.confirmingRerun = false;
+              setStatus("WAITING", "set to run again");
+            }),
+            actionButton("Keep it", "rerun-cancel", true, () => {
+              state.confirmingRerun = false;
+              renderActions();
+            }),
+          ),
+        );
+      } else {
+        buttons.push(
+          actionButton(finished ? "Run again" : "Resume", "resume", allowed && resumable, () => {
+            if (s !== "DONE") {
+              setStatus("WAITING", finished ? "set to run again" : "resumed");
+              return;
+            }
+            state.confirmingRerun = true; // everything it did is done again: ask first
+            renderActions();
+            $(".rerun-confirm", actions).focus();
+          }, why || resumeHint),
+        );
+      }
       if (state.confirmingAbort) {
         buttons.push(
           h(
@@ -994,12 +1131,15 @@
           ),
         );
       } else {
+        // A finished job has nothing left to stop (the domain would let a FAILED one be
+        // marked ABORTED, which changes nothing a user wants).
+        const abortable = !finished && jobMay(s, "ABORTED");
         buttons.push(
-          actionButton("Abort", "abort danger", !["ABORTED", "DONE"].includes(s), () => {
+          actionButton("Abort", "abort danger", allowed && abortable, () => {
             state.confirmingAbort = true;
             renderActions();
             $(".abort-confirm", actions).focus();
-          }),
+          }, why || (abortable ? "Stop it for good: no more of its tasks are handed out" : `A ${s} job has nothing left to abort`)),
         );
       }
       const priority = h("input", {
@@ -1028,8 +1168,9 @@
         },
         h("label", { for: "priority" }, "Priority"),
         priority,
-        h("button", { type: "submit", class: "btn set-priority" }, "Set"),
+        h("button", { type: "submit", class: "btn set-priority", disabled: !allowed, title: why }, "Set"),
       );
+      priority.disabled = !allowed;
       actions.replaceChildren(h("div", { class: "buttons" }, buttons), priorityForm);
     }
 
@@ -1042,11 +1183,25 @@
     function renderTask(item, task) {
       item.dataset.status = task.status;
       const excluded = task.status === "EXCLUDED";
+      const allowed = !state.job || mayChange(state.job);
+      const why = allowed ? null : "Your role in this queue's group does not let you change its tasks";
+      // A DONE task's work is done: excluding it would only hide it (the domain allows it).
+      const excludable = task.status !== "DONE" && taskMay(task.status, "EXCLUDED");
       const button = excluded
-        ? h("button", { type: "button", class: "btn small include", onclick: () => setTaskStatus(task, "QUEUED", "queued again") }, "Include")
+        ? h(
+            "button",
+            { type: "button", class: "btn small include", disabled: !(allowed && taskMay(task.status, "QUEUED")), title: why || "Run it again with the job", onclick: () => setTaskStatus(task, "QUEUED", "queued again") },
+            "Include",
+          )
         : h(
             "button",
-            { type: "button", class: "btn small exclude", onclick: () => setTaskStatus(task, "EXCLUDED", "excluded"), title: "Skip this task; the job finishes without it" },
+            {
+              type: "button",
+              class: "btn small exclude",
+              disabled: !(allowed && excludable),
+              onclick: () => setTaskStatus(task, "EXCLUDED", "excluded"),
+              title: why || (excludable ? "Skip this task; the job finishes without it" : `A ${task.status} task is finished: nothing to skip`),
+            },
             "Exclude",
           );
       const taskBar = progressBar("small");
@@ -1062,12 +1217,15 @@
             task.attempts ? `attempt ${task.attempts}` : "not started",
             task.worker ? `on ${task.worker}` : null,
             fmt.bytes(task.size),
+            ["BOOTING", "EXECUTING"].includes(task.status) ? fmt.speed(task.speed) : null,
+            ["BOOTING", "EXECUTING"].includes(task.status) && timeLeft(task) ? `${timeLeft(task)} left` : null,
             fmt.ms(task.time),
             task.destination ? h("span", {}, "→ ", h("code", {}, fmt.location(task.destination))) : null,
           ]
             .filter(Boolean)
             .map((part) => h("span", {}, part)),
         ),
+        task.reason ? h("p", { class: "reason" }, task.reason) : null,
         task.error ? h("pre", { class: "task-error" }, task.error) : null,
       );
     }
@@ -1227,6 +1385,7 @@
           const p = data.jobProgress;
           if (!state.job) return;
           Object.assign(state.job, { status: p.status, progress: p.progress, speed: p.speed, etr: p.etr, size: p.size });
+          if ("timeLeft" in p) state.job.timeLeft = p.timeLeft;
           renderProgress(state.job);
           if (statusSlot.textContent !== p.status) {
             statusSlot.replaceChildren(statusBadge(p.status));
@@ -1248,7 +1407,8 @@
         if (!job || job.id !== id || state.gone) return;
         const confirming = state.confirmingAbort;
         state.job = { ...state.job, ...job };
-        state.confirmingAbort = confirming && !["ABORTED", "DONE"].includes(job.status);
+        state.confirmingAbort = confirming && !FINISHED.has(job.status);
+        state.confirmingRerun = state.confirmingRerun && job.status === "DONE";
         renderTasks(job.tasks);
         renderHeader();
         moreEvents();
@@ -1415,6 +1575,8 @@
   function setupAccount(me, refused) {
     account.auth = me ? me.auth : null;
     account.user = me ? me.user : null;
+    account.siteAdmin = Boolean(me && me.siteAdmin);
+    account.roles = new Map(((me && me.groups) || []).map((m) => [m.group, String(m.role).toLowerCase()]));
     if (account.auth !== true) return; // authentication off: the "You are" name, as ever
     $(".who").hidden = true;
     $("#account-user").textContent = me.user;
@@ -1467,6 +1629,9 @@
     });
   }
 
+  // For activity.js (the workers and the throughput chart), loaded after this script.
+  window.jobledger = { h, fill, gql, fmt, ago, statusBadge, explain };
+
   document.addEventListener("DOMContentLoaded", async () => {
     setupBadge();
     const refused = takeSignInRefusal();
@@ -1479,6 +1644,7 @@
     setupAccount(me, refused);
     if (account.auth !== true) setupIdentity();
     live.on("unauthenticated", () => showSignIn("ended"));
+    await probeSchema();
     live.connect();
     window.addEventListener("hashchange", route);
     route();

@@ -5,7 +5,8 @@ against any `jobledger serve`, near or far): `--url` (default $JOBLEDGER_URL or
 http://127.0.0.1:8000/graphql), `--token` (default $JOBLEDGER_TOKEN, else the token
 file, see `jobledger_client.credentials`), `--user` (default $JOBLEDGER_USER, read only
 by a server run with JOBLEDGER_AUTH=off), `--json` and `--retry-for` are accepted by every subcommand,
-before or after its action (`jobledger job --token T list`, `jobledger job list --token T`).
+before or after its action (`jobledger job --token T list`, `jobledger job list --token T`), and
+before the command too (`jobledger --json job list`: `api.cli` hands them on).
 A request that fails for a passing reason (the service cannot be reached, or cannot reach
 its database) is sent again for up to `--retry-for` seconds (default 30), a change always
 with the same Idempotency-Key, so that it is never done twice.
@@ -20,6 +21,9 @@ was used.
 Jobs are named by their id, by a unique prefix of it (the short ids the tables
 show), or by their code when it is unique; queues by code or id; tasks (in
 `task exclude`) by uri ("0", "1", ...), id or id prefix.
+
+Commands that destroy (queue terminate and delete, job delete, job abort of several, job
+rerun of a done job) ask on a terminal and need --yes without one (`command.confirm`).
 
 This module builds the parsers only; a command's module (`queues`, `jobs`, `watch`,
 `tasks`), the client and rich are loaded when it runs, so that the `jobledger` program's
@@ -147,8 +151,10 @@ def add_commands(commands: Any) -> None:
     p.add_argument("queue", metavar="Q", help="queue code or id")
     p = leaf(queues, "terminate", "queues:queue_terminate", "abort every unfinished job of a queue")
     p.add_argument("queue", metavar="Q", help="queue code or id")
+    _yes(p)
     p = leaf(queues, "delete", "queues:queue_delete", "delete a queue (its unfinished jobs move to the default queue)")
     p.add_argument("queue", metavar="Q", help="queue code or id")
+    _yes(p)
 
     p = leaf(queues, "tag", "queues:queue_tag", "add or replace tags of a queue")
     p.add_argument("queue", metavar="Q", help="queue code or id")
@@ -176,6 +182,7 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--dest", metavar="D", help="where transfers go")
     p.add_argument("--priority", type=int, metavar="N", help="0..1000 (default: the queue's)")
     p.add_argument("--paused", action="store_true", help="submit it on hold; `job resume` lets it run")
+    _retry_options(p, of_job=True, clearing=False)
     p.add_argument(
         "--idempotency-key",
         metavar="KEY",
@@ -210,11 +217,20 @@ def add_commands(commands: Any) -> None:
 
     for name, target, text in (
         ("pause", "jobs:job_pause", "put jobs on hold"),
-        ("resume", "jobs:job_resume", "let paused (or aborted, failed) jobs run again"),
-        ("abort", "jobs:job_abort", "abort jobs"),
+        ("resume", "jobs:job_resume", "let paused jobs run on (a finished job runs again with `job rerun`)"),
+        (
+            "rerun",
+            "jobs:job_rerun",
+            "run finished jobs again: a failed or aborted one retries what did not finish; a done one "
+            "runs every task again, after asking",
+        ),
+        ("abort", "jobs:job_abort", "abort jobs (asks first when more than one)"),
+        ("delete", "jobs:job_delete", "delete jobs, after asking (their history stays)"),
     ):
         p = leaf(jobs, name, target, text)
         p.add_argument("jobs", metavar="ID", nargs="+", help="job id, id prefix or code")
+        if name in ("rerun", "abort", "delete"):
+            _yes(p)
 
     # task ...
     task = commands.add_parser("task", parents=parents, help="list and exclude a job's tasks")
@@ -228,6 +244,15 @@ def add_commands(commands: Any) -> None:
     p = leaf(tasks, "exclude", "tasks:task_exclude", "exclude tasks from execution (tasks are never deleted)")
     p.add_argument("job", metavar="JOB", help="job id, id prefix or code")
     p.add_argument("tasks", metavar="TASK", nargs="+", help="task uri (0, 1, ...), id or id prefix")
+
+
+def _yes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="do it without asking (needed when stdin is not a terminal; on a terminal it asks)",
+    )
 
 
 def _sort_and_limit(parser: argparse.ArgumentParser, default: str) -> None:
@@ -257,6 +282,43 @@ def _seconds(text: str) -> float:
 def _optional_text(text: str) -> str | None:
     """A text, or none to clear a setting."""
     return None if text.strip().lower() in ("none", "null", "-") else text
+
+
+def _optional_seconds(text: str) -> float | None:
+    """A number of seconds, or none to clear a setting."""
+    return None if text.strip().lower() in ("none", "null", "-") else _seconds(text)
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a number, not {text!r}") from None
+
+
+def _optional_number(text: str) -> float | None:
+    """A number, or none to clear a setting."""
+    return None if text.strip().lower() in ("none", "null", "-") else _number(text)
+
+
+def _retry_options(parser: argparse.ArgumentParser, *, of_job: bool, clearing: bool) -> list[argparse.Action]:
+    """--retry-delay, --retry-backoff, --retry-max-delay and --retry-jitter (stored under the
+    names of `RetrySettings`): the parts of a retry policy, each only when given."""
+    unset = ": its queue's, else " if of_job else " "
+    clear = "; 'none' clears it" if clearing else ""
+    seconds, number = (_optional_seconds, _optional_number) if clearing else (_seconds, _number)
+    options = (
+        ("--retry-delay", seconds, "SECONDS", "wait after the first failed attempt", "10"),
+        ("--retry-backoff", number, "FACTOR", "each further wait is this many times longer, 1..10", "2"),
+        ("--retry-max-delay", seconds, "SECONDS", "no wait is longer", "600"),
+        ("--retry-jitter", number, "FRACTION", "share of each wait drawn at random, 0..1", "0.2"),
+    )
+    return [
+        parser.add_argument(
+            flag, type=kind, default=argparse.SUPPRESS, metavar=metavar, help=f"{words} (default{unset}{d}){clear}"
+        )
+        for flag, kind, metavar, words, d in options
+    ]
 
 
 def _optional_int(text: str) -> int | None:
@@ -324,6 +386,7 @@ def _queue_settings(parser: argparse.ArgumentParser, creating: bool) -> None:
             metavar="N",
             help=f"attempts per task before it fails (default 3){clear}",
         ),
+        *_retry_options(parser, of_job=False, clearing=not creating),
     ]
     options = [o.option_strings[0] for o in worded]
     covered = {o.dest for o in worded}

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from jobledger_client import Client, Forbidden, JobledgerError, OutcomeUnknown, RetryPolicy, Unavailable
 from jobledger_client.cli import output
@@ -25,12 +26,35 @@ class UsageError(Exception):
     """A request the command line itself refuses (exit 2, like the server's errors)."""
 
 
+class Declined(Exception):
+    """The user answered no when asked to confirm (exit 1: nothing was done)."""
+
+
+def confirm(args: argparse.Namespace, what: str) -> None:
+    """Go on with a destructive action only if the user agrees to `what` (e.g. "terminate
+    queue render: abort its 3 unfinished jobs"): --yes, or `y` at a prompt when stdin is a
+    terminal. Without either, the action is refused (UsageError, exit 2) with the hint."""
+    if getattr(args, "yes", False):
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"{what}; add --yes to do it (no terminal to ask on)")
+    output.stderr().print(f"{what}. Go on? [y/N] ", end="")
+    reply = sys.stdin.readline().strip().lower()
+    if reply not in ("y", "yes"):
+        raise Declined("nothing done")
+
+
 def run(target: str, args: argparse.Namespace) -> int:
     """Run the command `module:function` of this package with a client; its exit code."""
     module, _, name = target.partition(":")
     command: Run = getattr(importlib.import_module(f"jobledger_client.cli.{module}"), name)
     args.json = getattr(args, "json", False)
     retry = RetryPolicy(give_up_after=args.retry_for, log=retry_log())
+    try:
+        check_url(getattr(args, "url", None))
+    except UsageError as exc:
+        output.fail(str(exc))
+        return 2
     try:
         client = Client(
             getattr(args, "url", None), getattr(args, "user", None), token=getattr(args, "token", None), retry=retry
@@ -52,12 +76,33 @@ def run(target: str, args: argparse.Namespace) -> int:
     except UsageError as exc:
         output.fail(str(exc))
         return 2
+    except Declined as exc:
+        output.fail(str(exc))
+        return 1
     except BrokenPipeError:  # the reader (e.g. `head`) has had enough
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     finally:
         client.close()
+
+
+def check_url(given: str | None) -> None:
+    """UsageError when --url (or $JOBLEDGER_URL) is no http(s) URL: a malformed URL is the
+    caller's to fix, not a service that cannot be reached."""
+    text = given or os.environ.get("JOBLEDGER_URL")
+    if not text:
+        return
+    source = "--url" if given else "$JOBLEDGER_URL"
+    parts = urlsplit(text)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # a port that is not a number, or out of range
+        port_ok = False
+    if parts.scheme in ("http", "https") and parts.hostname and port_ok:
+        return
+    guess = f"http://{text.split('://')[-1]}" if "." in text or ":" in text else "http://127.0.0.1:8000/graphql"
+    raise UsageError(f"{source} {text!r} is not a URL of the service: write it like {guess}")
 
 
 def retry_log() -> logging.Logger:

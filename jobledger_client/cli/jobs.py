@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,11 +12,12 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from jobledger_client import Client, Job
+from jobledger_client import Client, Job, Queue
 from jobledger_client.cli import lookup, output
-from jobledger_client.cli.command import UsageError, limited, page, sorting
+from jobledger_client.cli.command import UsageError, confirm, limited, page, sorting
 from jobledger_client.cli.output import SHORT
 from jobledger_client.cli.tasks import task_table
+from jobledger_client.models import RetrySettings, SubmittedJob
 
 
 def _task_input(path: str) -> dict[str, Any]:
@@ -39,11 +39,33 @@ def job_submit(client: Client, args: argparse.Namespace) -> None:
         "priority": args.priority,
         "status": "paused" if args.paused else None,
         "idempotency_key": args.idempotency_key,
+        # The parts of its retry policy given (`--retry-delay`...); the rest are its queue's.
+        **{name: getattr(args, name) for name in RetrySettings.__annotations__ if hasattr(args, name)},
     }
     job = client.create_job(tasks=tasks, **{k: v for k, v in fields.items() if v is not None})
-    count = f"{len(tasks)} task{'s' if len(tasks) != 1 else ''}"
-    said = f"submitted job {job.id} ({job.code}) to queue {job.queue_code}: {count}, {job.status.lower()}"
-    output.answer(args, job.to_dict(), said)
+    said = f"submitted job {job.id} ({job.code}) to queue {job.queue_code}: {_what_was_made(job, len(tasks))}"
+    output.answer(args, job.to_dict(), f"{said}, {job.status.lower()}")
+
+
+def _what_was_made(job: SubmittedJob, sent: int) -> str:
+    """The tasks the service made, in words, as it says: created, and merged as duplicates."""
+    counts = job.task_counts
+    if counts is None:  # a service that does not say
+        return f"{_tasks(sent)} sent"
+    if not counts.merged:
+        return _tasks(counts.created)
+    merged = "a duplicate" if counts.merged == 1 else "duplicates"
+    return f"{_tasks(counts.created)} created, {counts.merged} merged as {merged}" + (
+        " of it" if counts.created == 1 else ""
+    )
+
+
+def _tasks(count: int) -> str:
+    return _counted(count, "task")
+
+
+def _counted(count: int, word: str) -> str:
+    return f"{count} {word}{'s' if count != 1 else ''}"
 
 
 def job_list(client: Client, args: argparse.Namespace) -> None:
@@ -69,8 +91,8 @@ def job_list(client: Client, args: argparse.Namespace) -> None:
             "PRI": j.priority,
             "PROGRESS": f"{j.progress}%",
             "SIZE": output.size(j.size),
-            "SPEED": output.speed(j.speed) if j.status == "RUNNING" else "",
-            "LEFT": output.duration(j.etr_seconds) if j.status == "RUNNING" else "",
+            "SPEED": output.speed(j.speed) if j.status == "RUNNING" else "-",
+            "LEFT": output.duration(j.etr_seconds) if j.status == "RUNNING" else "-",
             "CREATED": output.ago(j.created, now),
             "USER": j.user or "",
         }
@@ -78,7 +100,7 @@ def job_list(client: Client, args: argparse.Namespace) -> None:
     ]
     right = {"PRI", "PROGRESS", "SIZE", "SPEED", "LEFT"}
     widths = {"CODE": 32, "QUEUE": 16, "USER": 24}
-    output.show(output.table(rows, right=right, drop_empty={"SPEED", "LEFT", "USER"}, widths=widths))
+    output.show(output.table(rows, right=right, drop_empty={"USER"}, widths=widths))
 
 
 def job_show(client: Client, args: argparse.Namespace) -> None:
@@ -87,7 +109,7 @@ def job_show(client: Client, args: argparse.Namespace) -> None:
     if args.json:
         output.write_json({**job.to_dict(), "tasks": [t.to_dict() for t in tasks]})
         return
-    parts: list[Any] = [_job_fields(job), Text()]
+    parts: list[Any] = [_job_fields(job, client.queue(job.queue_id)), Text()]
     if tasks:
         parts += [Text(f"tasks ({len(tasks)}):"), task_table(tasks)]
     else:
@@ -95,8 +117,10 @@ def job_show(client: Client, args: argparse.Namespace) -> None:
     output.show(Group(*parts))
 
 
-def _job_fields(job: Job) -> Table:
+def _job_fields(job: Job, queue: Queue | None) -> Table:
+    """The job's fields; its retry policy with the parts it leaves to `queue` (None: gone)."""
     now = datetime.now(UTC)
+    owners: list[tuple[str, Any]] = [("job", job)] + ([("queue's", queue)] if queue else [])
     running = job.status == "RUNNING"
     return output.fields(
         [
@@ -109,9 +133,11 @@ def _job_fields(job: Job) -> Table:
             ("size", output.size(job.size)),
             ("speed", output.speed(job.speed) if running else "-"),
             ("time left", output.duration(job.etr_seconds) if running else "-"),
+            ("reason", job.reason or "-"),
             ("source", job.source or "-"),
             ("destination", job.destination or "-"),
             ("max attempts", "default" if job.max_attempts is None else job.max_attempts),
+            ("retries", output.retry_policy(owners)),
             ("metadata", json.dumps(job.metadata) if job.metadata else "-"),
             ("created", f"{output.iso(job.created)} ({output.ago(job.created, now)}) by {job.user or '-'}"),
             ("modified", f"{output.iso(job.modified)} ({output.ago(job.modified, now)}) by {job.modifier or '-'}"),
@@ -120,18 +146,89 @@ def _job_fields(job: Job) -> Table:
     )
 
 
-def _job_control(verb: str, change: Callable[[Client, str], Job]) -> Callable[[Client, argparse.Namespace], None]:
-    def run(client: Client, args: argparse.Namespace) -> None:
-        changed = [change(client, lookup.job_id(client, ref)) for ref in args.jobs]
-        if args.json:
-            output.write_json([j.to_dict() for j in changed] if len(args.jobs) > 1 else changed[0].to_dict())
-            return
-        for job in changed:
-            output.say(f"{verb} job {job.id[:SHORT]} ({job.code}): {job.status.lower()}")
-
-    return run
+def _named(job: Job) -> str:
+    return f"job {job.id[:SHORT]} ({job.code})"
 
 
-job_pause = _job_control("paused", lambda client, job_id: client.pause_job(job_id))
-job_resume = _job_control("resumed", lambda client, job_id: client.resume_job(job_id))
-job_abort = _job_control("aborted", lambda client, job_id: client.abort_job(job_id))
+def _report(args: argparse.Namespace, lines: list[tuple[str, Job]]) -> None:
+    """What a control command did: a line a job (`<what was done>: <its status now>`), or the
+    jobs as JSON (an object for one ID, an array for several)."""
+    if args.json:
+        jobs = [j.to_dict() for _, j in lines]
+        output.write_json(jobs if len(args.jobs) > 1 else jobs[0])
+        return
+    for said, job in lines:
+        output.say(f"{said}: {job.status.lower()}")
+
+
+def _looked_up(client: Client, args: argparse.Namespace) -> list[Job]:
+    """The jobs the IDs name, each once, all found before anything is changed."""
+    jobs: list[Job] = []
+    for ref in args.jobs:
+        job = lookup.job(client, ref)
+        if all(j.id != job.id for j in jobs):
+            jobs.append(job)
+    return jobs
+
+
+def job_pause(client: Client, args: argparse.Namespace) -> None:
+    _report(args, [(f"paused {_named(j)}", client.pause_job(j.id)) for j in _looked_up(client, args)])
+
+
+def job_resume(client: Client, args: argparse.Namespace) -> None:
+    """Paused jobs run on. A finished job is refused, with the way to run it again: resuming
+    it would run it again, which `job rerun` does on purpose (the dashboard's "Run again")."""
+    jobs = _looked_up(client, args)
+    for job in jobs:
+        if job.is_finished:
+            raise UsageError(
+                f"{_named(job)} is {job.status.lower()}, not paused: nothing to resume. "
+                f"To run it again: jobledger job rerun {job.id[:SHORT]}"
+            )
+    lines = []
+    for job in jobs:
+        if job.status == "PAUSED":
+            lines.append((f"resumed {_named(job)}", client.resume_job(job.id)))
+        else:
+            lines.append((f"{_named(job)} is not paused, left as it is", job))
+    _report(args, lines)
+
+
+def job_rerun(client: Client, args: argparse.Namespace) -> None:
+    """Finished jobs run again: a failed or aborted one retries its tasks that did not finish;
+    a done one runs every task again, which asks first (it redoes finished work)."""
+    jobs = _looked_up(client, args)
+    for job in jobs:
+        if job.status == "PAUSED":
+            raise UsageError(f"{_named(job)} is paused: `jobledger job resume {job.id[:SHORT]}` lets it run on")
+        if not job.is_finished:
+            raise UsageError(
+                f"{_named(job)} is {job.status.lower()}: it has not finished, so there is nothing to rerun"
+            )
+    done = [j for j in jobs if j.status == "DONE"]
+    if done:
+        names = ", ".join(_named(j) + (f", {output.size(j.size)}" if j.size >= 0 else "") for j in done)
+        were = "is" if len(done) == 1 else "are"
+        confirm(args, f"{names} {were} done: running again runs every one of its tasks again")
+    lines = [(f"rerunning ({j.status.lower()} before) {_named(j)}", client.resume_job(j.id)) for j in jobs]
+    _report(args, lines)
+
+
+def job_abort(client: Client, args: argparse.Namespace) -> None:
+    jobs = _looked_up(client, args)
+    if len(jobs) > 1:
+        confirm(args, f"abort {len(jobs)} jobs ({', '.join(j.code for j in jobs)})")
+    _report(args, [(f"aborted {_named(j)}", client.abort_job(j.id)) for j in jobs])
+
+
+def job_delete(client: Client, args: argparse.Namespace) -> None:
+    jobs = _looked_up(client, args)
+    names = ", ".join(f"{_named(j)}, {j.status.lower()}" for j in jobs)
+    confirm(args, f"delete {_counted(len(jobs), 'job')} ({names}); their history stays")
+    deleted = [client.delete_job(j.id) for j in jobs]
+    if args.json:
+        records = [{"id": i, "deleted": True} for i in deleted]
+        output.write_json(records if len(args.jobs) > 1 else records[0])
+        return
+    for job in jobs:
+        output.say(f"deleted {_named(job)}")

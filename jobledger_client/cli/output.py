@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -22,6 +23,8 @@ from rich.progress_bar import ProgressBar
 from rich.protocol import is_renderable
 from rich.table import Table
 from rich.text import Text
+
+from jobledger_client.models import RETRY_DEFAULTS
 
 SHORT = 8  # characters of an id shown in tables
 PIPE_WIDTH = 1_000_000  # a pipe has no width: never wrap
@@ -188,6 +191,39 @@ def ago(moment: datetime | None, now: datetime) -> str:
         if seconds < limit:
             return f"{int(seconds // unit)}{name} ago"
     return moment.strftime("%Y-%m-%d")
+
+
+def due(moment: datetime | None, now: datetime) -> str:
+    """A time to come: `20:15:04 UTC (in 12s)`, the date in front when not today, `(due)` once
+    it has come; '-' for none."""
+    if moment is None:
+        return "-"
+    clock = moment.strftime("%H:%M:%S UTC" if moment.date() == now.date() else "%Y-%m-%d %H:%M:%S UTC")
+    seconds = (moment - now).total_seconds()
+    if seconds <= 0:
+        return f"{clock} (due)"
+    for limit, unit, name in ((60, 1, "s"), (3600, 60, "m"), (86400, 3600, "h")):
+        if seconds < limit:
+            return f"{clock} (in {math.ceil(seconds / unit)}{name})"
+    return f"{clock} (in {math.ceil(seconds / 86400)}d)"
+
+
+def retry_policy(owners: Sequence[tuple[str, Any]]) -> str:
+    """The retry policy in force, in words: each part from the first of `owners` (whose name,
+    its settings: a job, then its queue) that sets it, else the server's default, and for a
+    part that is not the first owner's, whose it is: `delay 0.5 s, backoff x2 (queue's), ...`."""
+    words = (
+        ("retry_delay", lambda v: f"delay {v:g} s"),
+        ("retry_backoff", lambda v: f"backoff x{v:g}"),
+        ("retry_max_delay", lambda v: f"max delay {v:g} s"),
+        ("retry_jitter", lambda v: f"jitter {v * 100:g} %"),
+    )
+    parts = []
+    for name, worded in words:
+        set_by = [(whose, getattr(o, name)) for whose, o in owners if getattr(o, name, None) is not None]
+        whose, value = set_by[0] if set_by else ("default", RETRY_DEFAULTS[name])
+        parts.append(worded(value) + ("" if whose == owners[0][0] else f" ({whose})"))
+    return ", ".join(parts)
 
 
 def iso(moment: datetime | None) -> str:

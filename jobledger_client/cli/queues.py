@@ -11,7 +11,8 @@ from typing import Any
 
 from jobledger_client import Client, Queue
 from jobledger_client.cli import lookup, output, queue_settings
-from jobledger_client.cli.command import UsageError, limited, page, sorting
+from jobledger_client.cli.command import UsageError, confirm, limited, page, sorting
+from jobledger_client.models import RetrySettings
 
 
 def queue_list(client: Client, args: argparse.Namespace) -> None:
@@ -31,7 +32,7 @@ def queue_list(client: Client, args: argparse.Namespace) -> None:
             "CODE": q.code,
             "DEF": "*" if q.default else "",
             "STATUS": output.status(q.status),
-            "STATE": "archived" if q.archived else "",
+            "STATE": "sealed" if q.archived else "",
             "PRI": q.priority,
             "MODE": q.execution_mode.lower(),
             "MAX": "-" if q.max_concurrency is None else q.max_concurrency,
@@ -60,6 +61,7 @@ _WORDED = frozenset(
     {"id", "code", "default", "status", "state", "priority", "execution_mode", "max_concurrency", "idle_timeout_s"}
     | {"max_attempts", "active_jobs", "successful_jobs", "failed_jobs", "total_jobs", "description", "tags"}
     | {"metadata", "uri", "created", "user", "modified", "modifier"}
+    | set(RetrySettings.__annotations__)
 )
 
 
@@ -78,12 +80,13 @@ def _show_queue(q: Queue, args: argparse.Namespace) -> None:
                 ("code", q.code + ("  (the default queue)" if q.default else "")),
                 ("id", q.id),
                 ("status", output.status(q.status)),
-                ("state", "archived (accepts no new jobs)" if q.archived else "active"),
+                ("state", "sealed (archived: accepts no new jobs)" if q.archived else "active"),
                 ("priority", q.priority),
                 ("mode", q.execution_mode.lower()),
                 ("max concurrency", "unlimited" if q.max_concurrency is None else q.max_concurrency),
                 ("idle timeout", "-" if q.idle_timeout_s is None else output.duration(q.idle_timeout_s)),
                 ("max attempts", "default (3)" if q.max_attempts is None else q.max_attempts),
+                ("retries", output.retry_policy([("queue", q)])),
                 *rest,
                 ("jobs", counts),
                 ("description", q.description or "-"),
@@ -140,17 +143,25 @@ def queue_archive(client: Client, args: argparse.Namespace) -> None:
     output.answer(args, q.to_dict(), f"archived queue {q.code}: it accepts no new jobs; those it has run on")
 
 
+def _jobs(count: int) -> str:
+    return f"{count} unfinished job{'s' if count != 1 else ''}"
+
+
 def queue_terminate(client: Client, args: argparse.Namespace) -> None:
-    q = client.terminate_queue(args.queue)
+    found = lookup.queue(client, args.queue)
+    confirm(args, f"terminate queue {found.code}: abort its {_jobs(found.active_jobs)}")
+    q = client.terminate_queue(found.id)
     output.answer(args, q.to_dict(), f"terminated queue {q.code}: its unfinished jobs are aborted")
 
 
 def queue_delete(client: Client, args: argparse.Namespace) -> None:
-    deleted = client.delete_queue(args.queue)
+    found = lookup.queue(client, args.queue)
+    confirm(args, f"delete queue {found.code}: its {_jobs(found.active_jobs)} move to the default queue")
+    deleted = client.delete_queue(found.id)
     output.answer(
         args,
         {"id": deleted, "deleted": True},
-        f"deleted queue {args.queue} ({deleted}); its unfinished jobs moved to the default queue",
+        f"deleted queue {found.code} ({deleted}); its unfinished jobs moved to the default queue",
     )
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import shlex
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.table import Table
@@ -45,6 +46,7 @@ def task_exclude(client: Client, args: argparse.Namespace) -> None:
 
 
 def task_table(tasks: Iterable[Task]) -> Table:
+    now = datetime.now(UTC)
     rows = [
         {
             "ID": t.id[:SHORT],
@@ -52,19 +54,24 @@ def task_table(tasks: Iterable[Task]) -> Table:
             "STATUS": output.status(t.status),
             "PROGRESS": f"{t.progress}%",
             "SIZE": output.size(t.size),
+            "SPEED": output.speed(t.speed) if t.status == "EXECUTING" else "-",
+            "LEFT": output.duration(t.time_left) if t.status == "EXECUTING" else "-",
             "SOURCE": output.tail(_where_from(t.source), 40),
             "DESTINATION": output.tail(_where_from(t.destination), 32),
             "TRIES": t.attempts or "",
             "WORKER": t.worker or "",
+            "REASON": t.reason or "",
+            # Queued again after a failed attempt: not handed out before this.
+            "NEXT TRY": output.due(t.retry_at, now) if t.status == "QUEUED" and t.retry_at else "",
             "ERROR": (t.error or "").replace("\n", " "),
         }
         for t in tasks
     ]
     return output.table(
         rows,
-        right={"URI", "PROGRESS", "SIZE", "TRIES"},
-        drop_empty={"DESTINATION", "TRIES", "WORKER", "ERROR"},
-        widths={"WORKER": 20, "ERROR": 40},
+        right={"URI", "PROGRESS", "SIZE", "SPEED", "LEFT", "TRIES"},
+        drop_empty={"DESTINATION", "TRIES", "WORKER", "REASON", "NEXT TRY", "ERROR"},
+        widths={"WORKER": 20, "REASON": 72, "ERROR": 40},
     )
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 Row = dict[str, Any]
-TIME_COLUMNS = frozenset({"created", "modified", "finished", "started", "expires", "lease_expires"})
+TIME_COLUMNS = frozenset({"created", "modified", "finished", "started", "expires", "lease_expires", "retry_at"})
 
 
 def utc(value: datetime) -> datetime:

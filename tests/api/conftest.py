@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -35,9 +37,7 @@ class Server:
     def ws(self) -> str:
         return self.graphql.replace("http://", "ws://")
 
-    def query(
-        self, query: str, variables: dict[str, Any] | None = None, user: str | None = "tester"
-    ) -> dict[str, Any]:
+    def query(self, query: str, variables: dict[str, Any] | None = None, user: str | None = "tester") -> dict[str, Any]:
         """POST a GraphQL request; returns the whole JSON answer (data and errors)."""
         headers = {"X-Jobledger-User": user} if user else {}
         response = httpx.post(
@@ -45,17 +45,13 @@ class Server:
         )
         return response.json()  # type: ignore[no-any-return]
 
-    def data(
-        self, query: str, variables: dict[str, Any] | None = None, user: str | None = "tester"
-    ) -> dict[str, Any]:
+    def data(self, query: str, variables: dict[str, Any] | None = None, user: str | None = "tester") -> dict[str, Any]:
         """POST and expect success: the `data` part."""
         answer = self.query(query, variables, user)
         assert "errors" not in answer, answer["errors"]
         return answer["data"]  # type: ignore[no-any-return]
 
-    def error(
-        self, query: str, variables: dict[str, Any] | None = None, user: str | None = "tester"
-    ) -> dict[str, Any]:
+    def error(self, query: str, variables: dict[str, Any] | None = None, user: str | None = "tester") -> dict[str, Any]:
         """POST and expect a failure: the first error."""
         answer = self.query(query, variables, user)
         assert answer.get("errors"), answer
@@ -80,9 +76,10 @@ def start_server(store_url: str, log_path: str, **env: str) -> Server:
         stderr=subprocess.STDOUT,
         env=environment,
         text=True,
+        start_new_session=True,  # its own process group: every process it starts is stopped with it
     )
     server = Server(f"http://127.0.0.1:{port}", process, store_url)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # a loaded 2-core machine can take that long to import and open
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"jobledger serve exited with {process.returncode}; see {log_path}")
@@ -92,17 +89,22 @@ def start_server(store_url: str, log_path: str, **env: str) -> Server:
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"jobledger serve did not become ready in 30 s; see {log_path}")
+    kill_group(process)
+    raise RuntimeError(f"jobledger serve did not become ready in 60 s; see {log_path}")
+
+
+def kill_group(process: subprocess.Popen[str]) -> None:
+    """Kill the server and every process of its group (the children of `--workers N`)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def stop_server(server: Server) -> None:
     server.process.terminate()
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         server.process.wait(10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    kill_group(server.process)  # children left behind by a parent that stopped badly
 
 
 @pytest.fixture

@@ -74,6 +74,8 @@ events                      UNAUTH  ok      ok      ok       empty   ok      ok 
 me                          UNAUTH  ok      ok      ok       ok      ok      ok      ok
 groups                      UNAUTH  ok      ok      ok       ok      ok      ok      empty
 users                       UNAUTH  FORBID  FORBID  FORBID   FORBID  FORBID  ok      FORBID
+workers                     UNAUTH  ok      ok      ok       empty   ok      ok      empty
+throughput                  UNAUTH  ok      ok      ok       empty   ok      ok      ok
 createQueue                 UNAUTH  FORBID  FORBID  ok       FORBID  ok      ok      FORBID
 createQueue(ownGroup)       UNAUTH  FORBID  FORBID  ok       FORBID  ok      ok      FORBID
 updateQueue                 UNAUTH  FORBID  FORBID  ok       FORBID  ok      ok      NOTFOUND
@@ -249,6 +251,39 @@ def me(world: World, role: Role, value: Any) -> None:
     assert value["user"] == role.user and value["auth"] is True, value
     assert value["siteAdmin"] == (role.name == "site"), value
     assert value["groups"] == [{"group": role.group, "role": role.role}], value
+
+
+def a_worker_holds_a_task(world: World, role: Role) -> dict[str, Any]:
+    world.fresh_lease("a")  # the worker "box" holds a task of group a
+    return {}
+
+
+def workers_listing(present: bool) -> Check:
+    """`workers` (api/dashboard.py): the tasks they hold, of groups the role reads only;
+    one of group a's among them, or none."""
+
+    def check(world: World, role: Role, value: Any) -> None:
+        held = [(w["name"], t) for w in value for t in w["tasks"]]
+        unreadable = [t for _, t in held if not reads(role, t["job"]["queue"]["group"])]
+        assert not unreadable, f"{role.name} was shown tasks of groups they do not read: {unreadable[:5]}"
+        in_a = [name for name, t in held if t["job"]["queue"]["group"] == "a"]
+        assert bool(in_a) == present and set(in_a) <= {"box"}, value
+        if role.reads == frozenset():
+            assert value == [], value
+
+    return check
+
+
+def minutes(quiet: bool) -> Check:
+    """`throughput(minutes: 5)`: five minutes, oldest first; all zero for a role that reads nothing."""
+
+    def check(world: World, role: Role, value: Any) -> None:
+        assert len(value) == 5 and [p["minute"] for p in value] == sorted(p["minute"] for p in value), value
+        assert all(p["done"] >= 0 and p["failed"] >= 0 and p["queued"] >= 0 for p in value), value
+        if quiet:
+            assert all(p["done"] == p["failed"] == p["queued"] == 0 for p in value), value
+
+    return check
 
 
 def group_list(present: bool) -> Check:
@@ -449,6 +484,15 @@ OPERATIONS: dict[str, Operation] = {
     "me": Operation("{ me { user siteAdmin auth groups { group role } } }", ok=me),
     "groups": Operation("{ groups { code members { user role } } }", ok=group_list(True), empty=group_list(False)),
     "users": Operation("{ users { name } }", ok=every_user),
+    "workers": Operation(
+        "{ workers { name tasks { id job { queue { group } } } } }",
+        a_worker_holds_a_task,
+        workers_listing(True),
+        workers_listing(False),
+    ),
+    "throughput": Operation(
+        "{ throughput(minutes: 5) { minute done failed queued } }", ok=minutes(False), empty=minutes(True)
+    ),
     "createQueue": Operation(
         'mutation($code: String!) { createQueue(input: {code: $code, group: "a"}) { id group } }',
         lambda w, r: {"code": w.unique("cq")},

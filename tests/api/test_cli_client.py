@@ -214,17 +214,19 @@ def test_queue_commands(server):
         server,
         ["queue", "list", "--where", "code<>default", "--json"],  # archived queues are left out
         ["queue", "list", "--archived"],
-        ["queue", "terminate", "render"],
+        ["queue", "terminate", "render", "--yes"],
     )
     assert [q["code"] for q in json.loads(active.stdout)] == ["render"]
     assert {r["CODE"]: r["STATE"] for r in table(everything.stdout)} == {
         "default": "",
-        "ingest": "archived",
+        "ingest": "sealed",
         "render": "",
     }
     assert terminated.stdout.startswith("terminated queue render")
 
-    deleted, said = together(server, ["queue", "delete", "ingest", "--json"], ["queue", "delete", "render"])
+    deleted, said = together(
+        server, ["queue", "delete", "ingest", "--json", "--yes"], ["queue", "delete", "render", "-y"]
+    )
     assert json.loads(deleted.stdout) == {"id": created["id"], "deleted": True}
     assert said.stdout.startswith("deleted queue render")
     left = server.data("{ queues(includeArchived: true) { nodes { code } } }")["queues"]["nodes"]
@@ -307,7 +309,7 @@ def test_job_and_task_commands(server, tmp_path):
     resumed, paused = together(server, ["job", "resume", held_id], ["job", "pause", job["id"][:8], "--json"])
     assert resumed.stdout.strip() == f"resumed job {held_id[:8]} (held): waiting"
     assert (json.loads(paused.stdout)["status"], json.loads(paused.stdout)["modifier"]) == ("PAUSED", "ann")
-    aborted = cli_json(server, "job", "abort", held_id, job["id"][:8], "--user", "bob")
+    aborted = cli_json(server, "job", "abort", held_id, job["id"][:8], "--user", "bob", "--yes")
     assert [(j["id"], j["status"], j["modifier"]) for j in aborted] == [
         (held_id, "ABORTED", "bob"),
         (job["id"], "ABORTED", "bob"),

@@ -677,7 +677,9 @@ def test_workers_claim_report_complete_and_fail_tasks_under_leases(server):
     assert code(server.error(CLAIM, {"worker": "w1", "limit": 0})) == "VALIDATION"
 
     # A failing task is queued again, then fails for good, and so does its job.
-    job = create_job(server, code="flaky", destination="/out", tasks=[{"source": "/a.mov"}, {"source": "/b.mov"}])
+    job = create_job(  # retried at once (retryDelay 0): the wait is tests/api/test_retry_backoff.py's
+        server, code="flaky", destination="/out", tasks=[{"source": "/a.mov"}, {"source": "/b.mov"}], retryDelay=0
+    )
     second_task = server.data(f'{{ job(id: "{job["id"]}") {{ tasks {{ nodes {{ id uri }} }} }} }}')["job"]["tasks"][
         "nodes"
     ][1]

@@ -287,7 +287,13 @@ def test_a_queue_at_its_limit_does_not_hide_the_work_of_lower_priority_queues(se
 def test_a_failing_command_is_retried_then_failed_with_its_output(server, tmp_path):
     job_id = server.data(
         CREATE_JOB,
-        {"i": {"code": "exit3", "tasks": [{"source": {"kind": "command", "command": "echo out; exit 3"}}]}},
+        {
+            "i": {
+                "code": "exit3",
+                "tasks": [{"source": {"kind": "command", "command": "echo out; exit 3"}}],
+                "retryDelay": 0,  # retried at once: the attempts and the output are the point here
+            }
+        },
     )["createJob"]["id"]
 
     with workers(server, tmp_path, "runner", allow_commands=True):
@@ -310,7 +316,10 @@ def test_a_task_of_a_killed_worker_is_requeued_when_its_lease_expires_and_anothe
     marker = tmp_path / "MARKER"
     command = f"test -f {marker} || (touch {marker}; sleep 30)"  # slow the first time only
     job_id = server.data(
-        CREATE_JOB, {"i": {"code": "survivor", "tasks": [{"source": {"kind": "command", "command": command}}]}}
+        CREATE_JOB,
+        {  # queued again at once when the lease expires (retryDelay 0): the hand-over is the point here
+            "i": {"code": "survivor", "tasks": [{"source": {"kind": "command", "command": command}}], "retryDelay": 0}
+        },
     )["createJob"]["id"]
     task_id = get_job(server, job_id)["tasks"]["nodes"][0]["id"]
     logs = [tmp_path / "doomed.log", tmp_path / "heir.log"]

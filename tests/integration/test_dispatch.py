@@ -350,7 +350,7 @@ async def test_a_job_turns_running_at_its_first_claim_and_done_when_all_but_excl
 async def test_a_failed_attempt_is_retried_until_max_attempts_then_the_task_and_job_fail(
     ledger, reads, queue_limit, job_limit, expected
 ):
-    ledger.queues.create("retries", max_attempts=queue_limit)
+    ledger.queues.create("retries", max_attempts=queue_limit, retry_delay=0)  # the attempts count here, not waits
     job_id, (flaky, steady) = submit(ledger, 2, queue="retries", max_attempts=job_limit)
     steady_lease = claim_one(ledger, steady)  # still in flight when `flaky` finally fails
 
@@ -383,7 +383,7 @@ async def test_failing_without_retry_fails_the_task_at_once(ledger):
 
 
 async def test_an_expired_lease_is_refused_and_expiry_requeues_the_task_until_max_attempts(ledger, reads):
-    job_id, (only,) = submit(ledger, 1)
+    job_id, (only,) = submit(ledger, 1, retry_delay=0)  # queued again at once (backoff: test_retry_policy)
     clock = Clock(ledger, reads.store, finished_grace_s=3600, archive_after_s=7200)
 
     for attempt in (1, 2, 3):

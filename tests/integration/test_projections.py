@@ -955,7 +955,11 @@ def test_two_runners_taking_turns_give_the_rows_a_rebuild_gives(ledger, open_run
     while step(first) + step(second):
         pass
     assert first.position() == ledger.position()
-    job_id = ledger.jobs.create(code="twice", tasks=[{"source": {"kind": "command", "command": "true"}}]).id
+    job_id = ledger.jobs.create(
+        code="twice",
+        tasks=[{"source": {"kind": "command", "command": "true"}}],
+        retry_delay=0,  # again at once
+    ).id
     (task_id,) = job(ledger, job_id).tasks
     lease = ledger.dispatch.claim("w", [task_id]).ids[0]
     first.catch_up()  # the first runner sees attempt 1 start

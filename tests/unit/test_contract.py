@@ -83,9 +83,7 @@ def test_every_field_and_argument_has_the_same_type_and_default(contract, served
             if str(mine.type) != str(field.type):
                 problems.append(f"{name}.{field_name}: {mine.type} instead of {field.type}")
             if isinstance(wanted, GraphQLInputObjectType) and default_of(mine) != default_of(field):
-                problems.append(
-                    f"{name}.{field_name}: default {default_of(mine)} instead of {default_of(field)}"
-                )
+                problems.append(f"{name}.{field_name}: default {default_of(mine)} instead of {default_of(field)}")
             for arg_name, arg in getattr(field, "args", {}).items():
                 my_arg = mine.args.get(arg_name)
                 if my_arg is None:
@@ -97,9 +95,7 @@ def test_every_field_and_argument_has_the_same_type_and_default(contract, served
                     )
             for arg_name, my_arg in getattr(mine, "args", {}).items():
                 if arg_name not in getattr(field, "args", {}) and str(my_arg.type).endswith("!"):
-                    problems.append(
-                        f"{name}.{field_name}({arg_name}) is an added argument and must be optional"
-                    )
+                    problems.append(f"{name}.{field_name}({arg_name}) is an added argument and must be optional")
     assert problems == []
 
 

@@ -19,7 +19,9 @@ from projections.stores import open_read_store
 def test_an_sqlite_url_names_the_file():
     config = parse_database_url("sqlite:///data/jobledger.db")
     assert config.backend == "sqlite"
-    assert config.env["SQLITE_DBNAME"] == "data/jobledger.db"
+    assert (
+        config.env["SQLITE_DBNAME"] == "/data/jobledger.db"
+    )  # absolute, as a file: URL reads (tests/unit/test_urls.py)
     assert parse_database_url("sqlite:////var/lib/j.db").env["SQLITE_DBNAME"] == "/var/lib/j.db"
 
 

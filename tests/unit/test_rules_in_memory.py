@@ -74,7 +74,8 @@ def test_a_full_queue_hands_out_no_work_of_another_job(ledger):
 
 
 def test_a_task_failing_every_attempt_fails_its_job(ledger):
-    job_id = ledger.jobs.create(tasks=["/a"], destination="/o", max_attempts=2).id
+    # Retried at once (no retry delay): the attempts are the point here, not the wait.
+    job_id = ledger.jobs.create(tasks=["/a"], destination="/o", max_attempts=2, retry_delay=0).id
     (task_id,) = tasks_of(ledger, job_id)
     for _ in range(2):
         (lease,) = ledger.dispatch.claim("w1", [task_id]).ids

@@ -314,9 +314,7 @@ def test_long_and_deep_expressions_are_refused():
     with pytest.raises(ValidationError, match=too_deep):
         compile_where("(" * 3000, JOB_FIELDS, QMARK)
     with pytest.raises(ValidationError, match=too_deep):
-        compile_where(
-            "NOT (" * (MAX_DEPTH // 2 + 1) + "code=x" + ")" * (MAX_DEPTH // 2 + 1), JOB_FIELDS, QMARK
-        )
+        compile_where("NOT (" * (MAX_DEPTH // 2 + 1) + "code=x" + ")" * (MAX_DEPTH // 2 + 1), JOB_FIELDS, QMARK)
 
 
 def test_the_deepest_and_longest_allowed_expressions_still_run(db):
@@ -365,9 +363,7 @@ def check_hostile_value(db: sqlite3.Connection, value: str, expression: str) -> 
     assert sql == "(jobs.code = ?)"
     assert params == [value]
     found = db.execute(f"SELECT id, code FROM jobs WHERE {sql}", params).fetchall()
-    assert found == [("hostile", value)] or (
-        value in [job[1] for job in JOBS] and ("hostile", value) in found
-    )
+    assert found == [("hostile", value)] or (value in [job[1] for job in JOBS] and ("hostile", value) in found)
     assert db.execute("SELECT count(*) FROM jobs").fetchone()[0] == len(JOBS) + 1
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {"jobs", "queues", "tasks"}
