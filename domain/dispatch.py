@@ -9,6 +9,7 @@ collide on its version and the loser retries from fresh state.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -36,6 +37,8 @@ from domain.rules import UNSTORABLE, check_json, check_number, check_string
 from domain.task import IN_FLIGHT, Task, TaskStatus
 from domain.unit_of_work import UnitOfWork
 from persistence.faults import taken
+
+log = logging.getLogger("jobledger.dispatch")
 
 # A claim asks for candidates again when others took those it was given first, this
 # many times at most.
@@ -170,14 +173,29 @@ class DispatchCommands(Service):
         saved: dict[str, Any] = {}
         position = 0
         # With a key, one round: its record holds what that one save leased.
-        for _ in range(1 if idempotency is not None else CLAIM_ROUNDS):
+        for rounds in range(1, 2 if idempotency is not None else CLAIM_ROUNDS + 1):
             wanted = limit - len(leases)
-            offered = list(source(over_fetch(wanted), position))
-            if not offered:
+            try:
+                offered = list(source(over_fetch(wanted), position))
+                if not offered:
+                    break
+                written = self._claim(
+                    worker,
+                    offered,
+                    wanted,
+                    lease_seconds,
+                    now,
+                    actor=actor,
+                    principal=principal,
+                    idempotency=idempotency,
+                )
+            except Exception:
+                if not leases:
+                    raise
+                # The leases of the rounds before are saved: answered, not hidden behind this
+                # round's error (the worker would never learn of them until they expired).
+                log.warning("a claim's round %d failed; answering the %d leases taken before it", rounds, len(leases))
                 break
-            written = self._claim(
-                worker, offered, wanted, lease_seconds, now, actor=actor, principal=principal, idempotency=idempotency
-            )
             leases += written.ids
             saved.update(written.saved)
             position = max(position, written.position)

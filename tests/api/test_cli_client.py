@@ -404,12 +404,13 @@ def test_errors_are_the_servers_message_and_exit_code_2(server):
 def test_a_service_that_is_down_is_tried_for_retry_for_seconds_then_gets_a_friendly_message():
     url = f"http://127.0.0.1:{free_port()}/graphql"
     calls = (["job", "list"], ["queue", "show", "default", "--json"], ["job", "watch", str(uuid.uuid4())])
-    for done in together(None, *[[*args, "--url", url, "--retry-for", "0.5"] for args in calls], code=2):
+    # 2 s: long enough for a second attempt on a loaded machine, where a CLI's start takes a while.
+    for done in together(None, *[[*args, "--url", url, "--retry-for", "2"] for args in calls], code=2):
         retrying, friendly = done.stderr.splitlines()
         assert retrying.startswith(f"jobledger: server unreachable (no GraphQL answer from {url}: ")
         assert retrying.endswith("; retrying")
         assert (
-            friendly == f"jobledger: cannot reach the service at {url} (tried for 0.5 s): is `jobledger serve` running?"
+            friendly == f"jobledger: cannot reach the service at {url} (tried for 2 s): is `jobledger serve` running?"
         )
         assert done.stdout == ""
     once = cli(None, "job", "list", "--url", url, "--retry-for", "0", code=2)

@@ -163,3 +163,33 @@ def test_the_history_tells_a_jobs_story_in_log_order(ledger):
     log = {(r.position, r.aggregate_id, r.version) for r in history.read(limit=10_000)}
     assert {(r.position, r.aggregate_id, r.version) for r in story + queue_story} <= log
     assert history.of_aggregate(UUID(int=1)) == [] and history.of_job(str(UUID(int=1))) == []
+
+
+def test_a_claim_whose_later_round_fails_answers_the_leases_it_took_before(ledger):
+    job_id = ledger.jobs.create(tasks=[f"/in/{n}" for n in range(30)], destination="/out", actor="lars").id
+    tasks = tasks_of(ledger, job_id)
+    ledger.dispatch.claim("w0", tasks[:25], limit=25, actor="w0")  # taken by another worker
+    asked: list[int] = []
+
+    def candidates(count: int, seen: int) -> list[str]:
+        asked.append(count)
+        if len(asked) > 1:
+            raise TimeoutError("the read models did not answer")  # the second round fails
+        return tasks[: count - 1] + [tasks[25]]  # a full round: the taken ones and one free task
+
+    written = ledger.dispatch.claim("w1", candidates, limit=2, actor="w1")
+
+    assert len(asked) == 2
+    assert [lease.split(".", 1)[0] for lease in written.ids] == [tasks[25]]
+    task = get(ledger, Task, tasks[25])
+    assert isinstance(task, Task) and task.status == TaskStatus.BOOTING
+
+
+def test_a_claim_whose_first_round_fails_says_so(ledger):
+    ledger.jobs.create(tasks=["/in/a"], destination="/out", actor="lars")
+
+    def candidates(count: int, seen: int) -> list[str]:
+        raise TimeoutError("the read models did not answer")
+
+    with pytest.raises(TimeoutError):
+        ledger.dispatch.claim("w1", candidates, limit=2, actor="w1")
