@@ -175,7 +175,7 @@ def test_a_claim_whose_later_round_fails_answers_the_leases_it_took_before(ledge
         asked.append(count)
         if len(asked) > 1:
             raise TimeoutError("the read models did not answer")  # the second round fails
-        return tasks[: count - 1] + [tasks[25]]  # a full round: the taken ones and one free task
+        return [*tasks[: count - 1], tasks[25]]  # a full round: the taken ones and one free task
 
     written = ledger.dispatch.claim("w1", candidates, limit=2, actor="w1")
 
