@@ -12,7 +12,8 @@ the save. If another process won a race against the batch's save, every command 
 is run again on its own, as before.
 
 Every command is still checked and recorded exactly as when it runs alone: the same function,
-in its caller's context (actor, principal, deadline), and its own events, in its own order.
+in its caller's context (actor, principal), and its own events, in its own order. Its database calls
+run under the leading request's deadline (`persistence.faults`), which began at about the same time.
 """
 
 from __future__ import annotations
