@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -58,8 +59,9 @@ class Server:
         return answer["errors"][0]  # type: ignore[no-any-return]
 
 
-def start_server(store_url: str, log_path: str, **env: str) -> Server:
-    port = free_port()
+def start_server(store_url: str, log_path: str, port: int | None = None, **env: str) -> Server:
+    """A `jobledger serve` on `port` (a free one if None), once /readyz answers 200."""
+    port = port or free_port()
     # Authentication off unless a test turns it on (tests/api/test_access.py does).
     # One process unless a test asks for more (JOBLEDGER_WORKERS; tests/api/test_processes.py).
     environment = {
@@ -82,7 +84,7 @@ def start_server(store_url: str, log_path: str, **env: str) -> Server:
     deadline = time.monotonic() + 60  # a loaded 2-core machine can take that long to import and open
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"jobledger serve exited with {process.returncode}; see {log_path}")
+            raise RuntimeError(f"jobledger serve exited with {process.returncode}:\n{tail(log_path)}")
         try:
             if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
                 return server
@@ -90,7 +92,15 @@ def start_server(store_url: str, log_path: str, **env: str) -> Server:
             pass
         time.sleep(0.1)
     kill_group(process)
-    raise RuntimeError(f"jobledger serve did not become ready in 60 s; see {log_path}")
+    raise RuntimeError(f"jobledger serve did not become ready in 60 s:\n{tail(log_path)}")
+
+
+def tail(path: str | Path, lines: int = 30) -> str:
+    """The end of a log, for an error message."""
+    path = Path(path)
+    if not path.exists():
+        return f"(no {path.name})"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def kill_group(process: subprocess.Popen[str]) -> None:

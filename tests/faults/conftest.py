@@ -15,7 +15,6 @@ import itertools
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -29,7 +28,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.api.conftest import Server, free_port
+from tests.api.conftest import Server, free_port, start_server
 from tests.api.test_workers import start_worker, stop_worker
 
 REQUIRE_POSTGRES = os.environ.get("JOBLEDGER_REQUIRE_POSTGRES", "") not in ("", "0", "no", "false")
@@ -208,42 +207,7 @@ def cluster(pg_cluster: PrivateCluster) -> PrivateCluster:
 def launch(store_url: str, log_path: Path, port: int | None = None, **env: str) -> Server:
     """A `jobledger serve` (authentication off, JOBLEDGER_DB_TIMEOUT=2) on `port` (a free
     one if None), once /readyz answers 200."""
-    port = port or free_port()
-    environment = {
-        **os.environ,
-        "JOBLEDGER_AUTH": "off",
-        "JOBLEDGER_WORKERS": "1",  # one process per server: the tests kill and count them
-        "JOBLEDGER_DATABASE_URL": store_url,
-        "JOBLEDGER_DB_TIMEOUT": str(DB_TIMEOUT_S),
-        **env,
-    }
-    with log_path.open("a") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            text=True,
-        )
-    server = Server(f"http://127.0.0.1:{port}", process, store_url)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"jobledger serve exited with {process.returncode}:\n{tail(log_path)}")
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"jobledger serve did not become ready in 30 s:\n{tail(log_path)}")
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    if not path.exists():
-        return f"(no {path.name})"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return start_server(store_url, str(log_path), port, JOBLEDGER_DB_TIMEOUT=str(DB_TIMEOUT_S), **env)
 
 
 @dataclass
