@@ -150,7 +150,6 @@ class Job:
     progress: int
     size: Long  # type: ignore[valid-type]
     speed: float
-    etr: str | None
     # Parsed only when asked for: most pages do not show it, and parsing is half a job's building.
     metadata: JSON = strawberry.field(resolver=lambda root: _json(root.row["metadata"]))
     max_attempts: int | None = strawberry.field(description="tries per task before it fails; null: its queue's")
@@ -182,7 +181,6 @@ class Job:
             progress=row["progress"],
             size=row["size"],
             speed=float(row["speed"]),
-            etr=format_etr(job_time_left(row, datetime.now(UTC))),
             max_attempts=row["max_attempts"],
             retry_delay=row["retry_delay"],
             retry_backoff=row["retry_backoff"],
@@ -201,6 +199,11 @@ class Job:
     @strawberry.field(description=TIME_LEFT)
     def time_left(self) -> Long | None:  # type: ignore[valid-type]
         return _long(job_time_left(self.row, datetime.now(UTC)))
+
+    # Worked out only when asked for, as `time_left`: a page of jobs rarely shows it.
+    @strawberry.field(description='time left, "Hh:Mm:Ss"; null when unknown')
+    def etr(self) -> str | None:
+        return format_etr(job_time_left(self.row, datetime.now(UTC)))
 
     @strawberry.field(description="while it waits or is held: why, in words")
     async def reason(self, info: Info[Context, None]) -> str | None:
@@ -461,9 +464,9 @@ class JobProgress:
             status=job_domain.JobStatus(row["status"]),
             progress=row["progress"],
             speed=float(row["speed"]),
-            etr=format_etr(job_time_left(row, datetime.now(UTC))),
+            etr=format_etr(left := job_time_left(row, datetime.now(UTC))),
             size=row["size"],
-            time_left=_long(job_time_left(row, datetime.now(UTC))),
+            time_left=_long(left),
         )
 
 
