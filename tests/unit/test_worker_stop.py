@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from jobledger_client import AsyncClient, RetryPolicy
+from tests.unit.test_worker_outage import TASK
 from worker import execute
 from worker.halt import Halt, Interrupted
 from worker.policy import Policy
@@ -27,30 +28,8 @@ from worker.runner import Phase, Running, Worker, stop_summary
 
 
 def task(number: int, command: str) -> dict[str, Any]:
-    return {
-        "id": f"t-{number}",
-        "uri": str(number),
-        "job": {
-            "id": "j-1",
-            "code": "render",
-            "destination": None,
-            "queue": {"code": "default", "allowCommands": True},
-        },
-        "status": "BOOTING",
-        "priority": 0,
-        "source": {"kind": "command", "command": command},
-        "destination": None,
-        "size": 0,
-        "progress": 0,
-        "attempts": 1,
-        "worker": "w1",
-        "error": None,
-        "result": None,
-        "metadata": {},
-        "created": "2026-11-30T12:00:00Z",
-        "finished": None,
-        "time": None,
-    }
+    """The outage test's task, numbered, running `command`."""
+    return {**TASK, "id": f"t-{number}", "uri": str(number), "source": {"kind": "command", "command": command}}
 
 
 def lease(number: int, command: str) -> dict[str, Any]:
